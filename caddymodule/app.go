@@ -1,0 +1,119 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/openwebui-monitor/owmon/internal/config"
+	"github.com/openwebui-monitor/owmon/internal/database"
+	"github.com/openwebui-monitor/owmon/internal/ledger"
+	"github.com/openwebui-monitor/owmon/internal/store"
+	"github.com/openwebui-monitor/owmon/internal/tokens"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// stores keeps one open store per database across config reloads: Caddy
+// provisions the new config before it stops the old one, and both must
+// share the pool rather than open a second one (and in-flight writes of
+// the old config must finish on an open store).
+var stores = caddy.NewUsagePool()
+
+// counter is shared by every config: its vocabularies are large and immutable.
+var counter = tokens.New()
+
+// App is the openwebui_monitor app. It owns the store and the ledger that
+// the openwebui_monitor handlers share. Every option falls back to the
+// environment variable of the monitor it replaces, so existing .env files
+// keep working.
+type App struct {
+	config.Options
+
+	settings config.Settings
+	storeKey string
+	store    store.Store
+	ledger   *ledger.Ledger
+	log      *slog.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "openwebui_monitor",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision validates the options and opens (or shares) the store.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.log = ctx.Slogger()
+	s, err := a.Options.WithEnv(os.Getenv).Settings(caddy.AppDataDir())
+	if err != nil {
+		return err
+	}
+	a.settings = s
+	key := s.Database.Kind + "\x00" + s.Database.DSN
+	val, loaded, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
+		openCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		st, err := database.Open(openCtx, s.Database)
+		if err != nil {
+			return nil, err
+		}
+		return storeCloser{st}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.storeKey = key
+	a.store = val.(storeCloser).Store
+	if !loaded {
+		a.log.Info("store opened", "kind", s.Database.Kind)
+	}
+	a.ledger = ledger.New(a.store, ledger.Config{
+		InitBalance:  s.InitBalance,
+		DefaultPrice: s.DefaultPrice,
+		InletCosts:   s.InletCosts,
+	})
+	if s.APIKey == "" {
+		a.log.Warn("no api_key (API_KEY) is set: /api/v1/inlet and /api/v1/outlet refuse every call")
+	}
+	return nil
+}
+
+// Start implements caddy.App.
+func (a *App) Start() error { return nil }
+
+// Stop implements caddy.App.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this config's hold on the store; the last holder closes it.
+func (a *App) Cleanup() error {
+	if a.storeKey == "" {
+		return nil
+	}
+	_, err := stores.Delete(a.storeKey)
+	a.storeKey = ""
+	if err != nil {
+		return fmt.Errorf("closing store: %w", err)
+	}
+	return nil
+}
+
+type storeCloser struct{ store.Store }
+
+func (s storeCloser) Destruct() error { return s.Close() }
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

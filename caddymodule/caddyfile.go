@@ -1,0 +1,95 @@
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("openwebui_monitor", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("openwebui_monitor", parseHandler)
+	httpcaddyfile.RegisterDirectiveOrder("openwebui_monitor", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("openwebui_monitor is configured twice")
+	}
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "openwebui_monitor", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from the global option block. Every
+// option is optional and falls back to its environment variable:
+//
+//	openwebui_monitor {
+//		database              <postgres://… | sqlite://path>
+//		openwebui             <url>
+//		openwebui_api_key     <key>
+//		api_key               <key>
+//		access_token          <token>
+//		init_balance          <amount>
+//		default_input_price   <amount per 1M tokens>
+//		default_output_price  <amount per 1M tokens>
+//		default_per_msg_price <amount, or -1 to bill by tokens>
+//		cost_on_inlet         <amount | model:amount,model:amount>
+//		max_body_size         <size, e.g. 32MiB>
+//	}
+//
+// Values are checked here, so `caddy adapt` names a bad one.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		name := d.Val()
+		var value string
+		if !d.Args(&value) {
+			return d.ArgErr()
+		}
+		if d.NextArg() {
+			return d.Errf("%s takes one value", name)
+		}
+		if !a.Options.Set(name, value) {
+			return d.Errf("unknown openwebui_monitor option %q", name)
+		}
+	}
+	if _, err := a.Options.Settings(caddy.AppDataDir()); err != nil {
+		return d.Errf("openwebui_monitor: %v", err)
+	}
+	return nil
+}
+
+func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler. It takes no arguments; the app's
+// global option block holds the configuration:
+//
+//	openwebui_monitor
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(0) {
+		return d.Errf("openwebui_monitor takes no block; configure it in the global openwebui_monitor option")
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+)

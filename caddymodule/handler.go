@@ -1,0 +1,58 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/openwebui-monitor/owmon/internal/function"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler is the openwebui_monitor HTTP handler, placed in front of the
+// reverse_proxy to OpenWebUI. It answers the Usage Monitor function's
+// /api/v1/inlet and /api/v1/outlet and passes every other request on.
+type Handler struct {
+	app       *App
+	endpoints *function.Endpoints
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.openwebui_monitor",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision fetches the openwebui_monitor app, configured or not.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	appIface, err := ctx.App("openwebui_monitor")
+	if err != nil {
+		return fmt.Errorf("getting openwebui_monitor app: %v", err)
+	}
+	h.app = appIface.(*App)
+	s := h.app.settings
+	h.endpoints = function.New(h.app.ledger, counter, s.APIKey, s.MaxBodyBytes, ctx.Slogger())
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if function.Handles(r.URL.Path) {
+		h.endpoints.ServeHTTP(w, r)
+		return nil
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,220 @@
+// Package config turns the openwebui_monitor options, with the old monitor's
+// environment variables as fallbacks, into validated settings.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/openwebui-monitor/owmon/internal/money"
+	"github.com/openwebui-monitor/owmon/internal/pricing"
+)
+
+// Options are the configured values as text, exactly as an operator wrote
+// them in the Caddyfile or JSON. Empty means "not set".
+type Options struct {
+	Database           string `json:"database,omitempty"`
+	OpenWebUI          string `json:"openwebui,omitempty"`
+	OpenWebUIAPIKey    string `json:"openwebui_api_key,omitempty"`
+	APIKey             string `json:"api_key,omitempty"`
+	AccessToken        string `json:"access_token,omitempty"`
+	InitBalance        string `json:"init_balance,omitempty"`
+	DefaultInputPrice  string `json:"default_input_price,omitempty"`
+	DefaultOutputPrice string `json:"default_output_price,omitempty"`
+	DefaultPerMsgPrice string `json:"default_per_msg_price,omitempty"`
+	CostOnInlet        string `json:"cost_on_inlet,omitempty"`
+	MaxBodySize        string `json:"max_body_size,omitempty"`
+}
+
+// Option describes one option: its Caddyfile name and environment fallback.
+type Option struct {
+	Name    string
+	Env     string
+	Default string
+	field   func(*Options) *string
+}
+
+// Table lists every option, in the order the README documents them.
+var Table = []Option{
+	{"database", "DATABASE_URL", "SQLite file in Caddy's data directory", func(o *Options) *string { return &o.Database }},
+	{"openwebui", "OPENWEBUI_DOMAIN", "", func(o *Options) *string { return &o.OpenWebUI }},
+	{"openwebui_api_key", "OPENWEBUI_API_KEY", "", func(o *Options) *string { return &o.OpenWebUIAPIKey }},
+	{"api_key", "API_KEY", "", func(o *Options) *string { return &o.APIKey }},
+	{"access_token", "ACCESS_TOKEN", "", func(o *Options) *string { return &o.AccessToken }},
+	{"init_balance", "INIT_BALANCE", "0", func(o *Options) *string { return &o.InitBalance }},
+	{"default_input_price", "DEFAULT_MODEL_INPUT_PRICE", "60", func(o *Options) *string { return &o.DefaultInputPrice }},
+	{"default_output_price", "DEFAULT_MODEL_OUTPUT_PRICE", "60", func(o *Options) *string { return &o.DefaultOutputPrice }},
+	{"default_per_msg_price", "DEFAULT_MODEL_PER_MSG_PRICE", "-1", func(o *Options) *string { return &o.DefaultPerMsgPrice }},
+	{"cost_on_inlet", "COST_ON_INLET", "0", func(o *Options) *string { return &o.CostOnInlet }},
+	{"max_body_size", "OWMON_MAX_BODY_SIZE", "32MiB", func(o *Options) *string { return &o.MaxBodySize }},
+}
+
+// Set assigns the option called name; it reports false for an unknown name.
+func (o *Options) Set(name, value string) bool {
+	for _, opt := range Table {
+		if opt.Name == name {
+			*opt.field(o) = value
+			return true
+		}
+	}
+	return false
+}
+
+// WithEnv fills every unset option from its environment variable. The
+// database also falls back to POSTGRES_URL and to the POSTGRES_HOST,
+// POSTGRES_PORT, POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DATABASE
+// variables of the old monitor's docker-compose file.
+func (o Options) WithEnv(getenv func(string) string) Options {
+	for _, opt := range Table {
+		if p := opt.field(&o); *p == "" {
+			*p = getenv(opt.Env)
+		}
+	}
+	if o.Database == "" {
+		o.Database = getenv("POSTGRES_URL")
+	}
+	if o.Database == "" && getenv("POSTGRES_HOST") != "" {
+		u := url.URL{Scheme: "postgres", Host: getenv("POSTGRES_HOST"), Path: "/" + getenv("POSTGRES_DATABASE")}
+		if port := getenv("POSTGRES_PORT"); port != "" {
+			u.Host += ":" + port
+		}
+		if user := getenv("POSTGRES_USER"); user != "" {
+			if pw := getenv("POSTGRES_PASSWORD"); pw != "" {
+				u.User = url.UserPassword(user, pw)
+			} else {
+				u.User = url.User(user)
+			}
+		}
+		o.Database = u.String()
+	}
+	return o
+}
+
+// Database says where the store lives.
+type Database struct {
+	Kind string // "sqlite" or "postgres"
+	DSN  string // file path for SQLite, connection URL for PostgreSQL
+}
+
+// Settings are validated options, ready to use.
+type Settings struct {
+	Database        Database
+	OpenWebUI       string // base URL, no trailing slash
+	OpenWebUIAPIKey string
+	APIKey          string
+	AccessToken     string
+	InitBalance     money.Amount
+	DefaultPrice    pricing.Price
+	InletCosts      pricing.InletCosts
+	MaxBodyBytes    int64
+}
+
+// Settings validates the options. dataDir holds the SQLite file when no
+// database is configured. Every error names the option and its bad value.
+func (o Options) Settings(dataDir string) (Settings, error) {
+	var s Settings
+	var err error
+	if s.Database, err = parseDatabase(o.Database, dataDir); err != nil {
+		return s, err
+	}
+	if o.OpenWebUI != "" {
+		u, err := url.Parse(o.OpenWebUI)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return s, fmt.Errorf("openwebui: %q is not an http(s) URL", o.OpenWebUI)
+		}
+		s.OpenWebUI = strings.TrimRight(o.OpenWebUI, "/")
+	}
+	s.OpenWebUIAPIKey, s.APIKey, s.AccessToken = o.OpenWebUIAPIKey, o.APIKey, o.AccessToken
+	if s.InitBalance, err = amount("init_balance", o.InitBalance, "0", true); err != nil {
+		return s, err
+	}
+	if s.DefaultPrice.Input, err = amount("default_input_price", o.DefaultInputPrice, "60", false); err != nil {
+		return s, err
+	}
+	if s.DefaultPrice.Output, err = amount("default_output_price", o.DefaultOutputPrice, "60", false); err != nil {
+		return s, err
+	}
+	if s.DefaultPrice.PerMessage, err = amount("default_per_msg_price", o.DefaultPerMsgPrice, "-1", true); err != nil {
+		return s, err
+	}
+	if s.InletCosts, err = pricing.ParseInletCosts(o.CostOnInlet); err != nil {
+		return s, fmt.Errorf("cost_on_inlet: %q: %v", o.CostOnInlet, err)
+	}
+	size := o.MaxBodySize
+	if size == "" {
+		size = "32MiB"
+	}
+	if s.MaxBodyBytes, err = ParseSize(size); err != nil || s.MaxBodyBytes < 1024 {
+		return s, fmt.Errorf("max_body_size: %q is not a size of at least 1KiB (e.g. 32MiB)", o.MaxBodySize)
+	}
+	return s, nil
+}
+
+func amount(name, value, def string, negativeOK bool) (money.Amount, error) {
+	if value == "" {
+		value = def
+	}
+	v, err := money.Parse(value)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %q: %v", name, value, err)
+	}
+	if v < 0 && !negativeOK {
+		return 0, fmt.Errorf("%s: %q must not be negative", name, value)
+	}
+	return v, nil
+}
+
+func parseDatabase(v, dataDir string) (Database, error) {
+	switch {
+	case v == "":
+		return Database{Kind: "sqlite", DSN: filepath.Join(dataDir, "openwebui-monitor", "monitor.db")}, nil
+	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" && u.Query().Get("host") == "" {
+			return Database{}, fmt.Errorf("database: %q is not a valid PostgreSQL URL", redact(v))
+		}
+		return Database{Kind: "postgres", DSN: v}, nil
+	case strings.HasPrefix(v, "sqlite://"), strings.HasPrefix(v, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(v, "sqlite:"), "//")
+		if path == "" {
+			return Database{}, fmt.Errorf("database: %q names no file", v)
+		}
+		return Database{Kind: "sqlite", DSN: path}, nil
+	}
+	return Database{}, fmt.Errorf("database: %q is neither postgres://… nor sqlite://path", redact(v))
+}
+
+// redact hides a password in a database URL before it reaches a message.
+func redact(v string) string {
+	if u, err := url.Parse(v); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return u.Redacted()
+		}
+	}
+	return v
+}
+
+// ParseSize reads a byte size such as "32MiB", "1MB", "4096" or "512KiB".
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("size %q: no number", s)
+	}
+	units := map[string]int64{"": 1, "b": 1, "kb": 1000, "kib": 1 << 10, "mb": 1000 * 1000, "mib": 1 << 20, "gb": 1000 * 1000 * 1000, "gib": 1 << 30}
+	mult, ok := units[strings.ToLower(strings.TrimSpace(t[i:]))]
+	if !ok {
+		return 0, fmt.Errorf("size %q: unknown unit", s)
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q: too large", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,31 @@
+// Package database opens the store an operator configured.
+package database
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/openwebui-monitor/owmon/internal/config"
+	"github.com/openwebui-monitor/owmon/internal/store"
+	"github.com/openwebui-monitor/owmon/internal/store/postgres"
+	"github.com/openwebui-monitor/owmon/internal/store/sqlite"
+)
+
+// Open connects to the database, creating and migrating its schema.
+func Open(ctx context.Context, db config.Database) (store.Store, error) {
+	switch db.Kind {
+	case "sqlite":
+		st, err := sqlite.Open(ctx, db.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("opening SQLite database %s: %w", db.DSN, err)
+		}
+		return st, nil
+	case "postgres":
+		st, err := postgres.Open(ctx, db.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("opening PostgreSQL database: %w", err)
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("unknown database kind %q", db.Kind)
+}

@@ -1,0 +1,224 @@
+// Package function serves /api/v1/inlet and /api/v1/outlet, the two
+// endpoints the OpenWebUI "Usage Monitor" filter function calls, with the
+// request and answer shapes of the monitor it replaces.
+package function
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/openwebui-monitor/owmon/internal/ledger"
+	"github.com/openwebui-monitor/owmon/internal/money"
+	"github.com/openwebui-monitor/owmon/internal/openwebui"
+	"github.com/openwebui-monitor/owmon/internal/store"
+	"github.com/openwebui-monitor/owmon/internal/tokens"
+)
+
+// Paths of the two endpoints.
+const (
+	InletPath  = "/api/v1/inlet"
+	OutletPath = "/api/v1/outlet"
+)
+
+// Endpoints serves inlet and outlet.
+type Endpoints struct {
+	ledger       *ledger.Ledger
+	counter      *tokens.Counter
+	keyHash      [sha256.Size]byte
+	hasKey       bool
+	maxBodyBytes int64
+	log          *slog.Logger
+}
+
+// New returns the endpoints. apiKey is the bearer key the function sends;
+// when it is empty every call is refused.
+func New(l *ledger.Ledger, counter *tokens.Counter, apiKey string, maxBodyBytes int64, log *slog.Logger) *Endpoints {
+	return &Endpoints{
+		ledger: l, counter: counter,
+		keyHash: sha256.Sum256([]byte(apiKey)), hasKey: apiKey != "",
+		maxBodyBytes: maxBodyBytes, log: log,
+	}
+}
+
+// Handles reports whether path is one of the endpoints.
+func Handles(path string) bool { return path == InletPath || path == OutletPath }
+
+func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, r.URL.Path+" only answers POST", "method_not_allowed")
+		return
+	}
+	if !e.authorized(r) {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Unauthorized"})
+		return
+	}
+	body, err := e.readBody(w, r)
+	if errors.Is(err, errTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("request body is larger than the limit of %d bytes (max_body_size)", e.maxBodyBytes), "request_too_large")
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "invalid_request")
+		return
+	}
+	call, err := openwebui.ParseFilterCall(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "invalid_request")
+		return
+	}
+	// Money moves even if the function gives up waiting: finish the write.
+	ctx := context.WithoutCancel(r.Context())
+	switch r.URL.Path {
+	case InletPath:
+		e.inlet(ctx, w, call)
+	case OutletPath:
+		e.outlet(ctx, w, call)
+	default:
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path, "not_found")
+	}
+}
+
+func (e *Endpoints) authorized(r *http.Request) bool {
+	auth := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(auth, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || !e.hasKey {
+		return false
+	}
+	// Comparing digests keeps the time independent of the key's length too.
+	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(got[:], e.keyHash[:]) == 1
+}
+
+var errTooLarge = errors.New("request body too large")
+
+// readBody reads the whole body, refusing one over the cap without reading
+// more than the cap.
+func (e *Endpoints) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > e.maxBodyBytes {
+		return nil, errTooLarge
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + 1)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, e.maxBodyBytes))
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return nil, errTooLarge
+	case err != nil:
+		return nil, fmt.Errorf("body: could not be read: %v", err)
+	}
+	return buf.Bytes(), nil
+}
+
+type inletAnswer struct {
+	Success   bool          `json:"success"`
+	Balance   money.Amount  `json:"balance"`
+	InletCost *money.Amount `json:"inlet_cost,omitempty"`
+	Message   string        `json:"message"`
+}
+
+func (e *Endpoints) inlet(ctx context.Context, w http.ResponseWriter, call openwebui.FilterCall) {
+	res, err := e.ledger.PreChargeInlet(ctx, ledger.PreCharge{
+		User:  userOf(call),
+		Model: call.Model, ChatID: call.ChatID, MessageID: call.MessageID,
+		Source: store.SourceFunction,
+	})
+	if err != nil {
+		e.storageFailed(w, "inlet", err)
+		return
+	}
+	out := inletAnswer{Success: true, Balance: res.Balance, Message: "Request successful"}
+	if res.Blocked {
+		out.Balance = money.Units(-1) // the function treats ≤ 0 as "refuse"
+	}
+	if res.Charged > 0 {
+		out.InletCost = &res.Charged
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type outletAnswer struct {
+	Success      bool         `json:"success"`
+	InputTokens  int64        `json:"inputTokens"`
+	OutputTokens int64        `json:"outputTokens"`
+	TotalCost    money.Amount `json:"totalCost"`
+	NewBalance   money.Amount `json:"newBalance"`
+	Message      string       `json:"message"`
+}
+
+func (e *Endpoints) outlet(ctx context.Context, w http.ResponseWriter, call openwebui.FilterCall) {
+	a := ledger.Answer{
+		User: userOf(call), Model: call.Model, BaseModelID: call.BaseModelID,
+		ChatID: call.ChatID, MessageID: call.MessageID,
+		Source: store.SourceFunction, Purpose: "chat",
+	}
+	reply, hasReply := call.Reply()
+	var usage openwebui.Usage
+	var content string
+	if hasReply {
+		var err error
+		if usage, err = openwebui.ReplyUsage(reply, len(call.Messages.Array())-1); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error(), "invalid_request")
+			return
+		}
+		content = openwebui.ContentText(reply)
+	}
+	if usage.Reported {
+		a.InputTokens, a.OutputTokens = usage.Input, usage.Output
+		a.CachedTokens, a.ReasoningTokens = usage.Cached, usage.Reasoning
+	} else {
+		a.InputTokens = e.counter.Messages(call.Model, call.Prompt())
+		a.OutputTokens = e.counter.Text(call.Model, content)
+		a.Estimated = true
+		a.Failed = content == "" // no content and no usage: the answer failed
+	}
+	res, err := e.ledger.Charge(ctx, a)
+	if err != nil {
+		e.storageFailed(w, "outlet", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, outletAnswer{
+		Success:     true,
+		InputTokens: res.Record.InputTokens, OutputTokens: res.Record.OutputTokens,
+		TotalCost: res.Record.Cost, NewBalance: res.Record.BalanceAfter,
+		Message: "Request successful",
+	})
+}
+
+func userOf(c openwebui.FilterCall) store.UserInfo {
+	return store.UserInfo{ID: c.UserID, Email: c.Email, Name: c.Name, Role: c.Role}
+}
+
+func (e *Endpoints) storageFailed(w http.ResponseWriter, what string, err error) {
+	e.log.Error("storage failed; nothing was charged", "endpoint", what, "error", err)
+	writeError(w, http.StatusServiceUnavailable,
+		"the monitor's database is unavailable; nothing was charged, try again", "storage_unavailable")
+}
+
+func writeError(w http.ResponseWriter, status int, msg, kind string) {
+	writeJSON(w, status, map[string]any{"success": false, "error": msg, "error_type": kind})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"success":false,"error":"could not encode the answer"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

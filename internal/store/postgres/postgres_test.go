@@ -1,0 +1,71 @@
+package postgres_test
+
+import (
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/openwebui-monitor/owmon/internal/money"
+	"github.com/openwebui-monitor/owmon/internal/store"
+	"github.com/openwebui-monitor/owmon/internal/store/postgres"
+	"github.com/openwebui-monitor/owmon/internal/store/storetest"
+	"github.com/openwebui-monitor/owmon/internal/testpg"
+)
+
+func TestMain(m *testing.M) { os.Exit(testpg.Run(m)) }
+
+func open(t *testing.T, dsn string) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+func TestContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return open(t, testpg.DSN(t)) })
+}
+
+// TestConcurrentOpen starts several instances on one empty database at
+// once: the advisory lock makes them migrate one after the other.
+func TestConcurrentOpen(t *testing.T) {
+	dsn := testpg.DSN(t)
+	const n = 4
+	stores := make([]*postgres.Store, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { stores[i], errs[i] = postgres.Open(t.Context(), dsn) })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("instance %d: %v", i, errs[i])
+		}
+		t.Cleanup(func() { stores[i].Close() })
+	}
+	// They share the data.
+	if _, err := stores[0].UpsertUser(t.Context(), store.UserInfo{ID: "u1"}, money.Units(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stores[1].Charge(t.Context(), store.Record{UserID: "u1", Key: "k", Cost: 5}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := stores[n-1].User(t.Context(), "u1")
+	if err != nil || u.Balance != money.Units(1)-5 {
+		t.Fatalf("%+v, %v", u, err)
+	}
+	var app string
+	if err := stores[0].Pool().QueryRow(t.Context(), "SHOW application_name").Scan(&app); err != nil || app != "owmon" {
+		t.Fatalf("application_name = %q, %v", app, err)
+	}
+	if got := stores[0].Pool().Config().MaxConns; got < 8 {
+		t.Fatalf("MaxConns = %d, want at least 8", got)
+	}
+}

@@ -1,0 +1,618 @@
+// Package sqlite is the embedded SQLite store (modernc.org/sqlite, no cgo),
+// the default when no PostgreSQL is configured.
+//
+// Writes go through one connection in WAL mode and every transaction begins
+// IMMEDIATE, so writers are serialised: a read-then-write transaction never
+// meets SQLITE_BUSY on a lock upgrade, and no idempotency-key race can
+// happen inside one process (other processes wait on busy_timeout). Reads
+// that are not part of a write use a separate pool of read-only connections,
+// which WAL lets run beside the writer.
+//
+// Times are stored as INTEGER unix milliseconds (UTC), money as INTEGER
+// nano-units, booleans as 0/1.
+//
+// The postgres package implements the same statements in the same order;
+// keep the two alike.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/openwebui-monitor/owmon/internal/money"
+	"github.com/openwebui-monitor/owmon/internal/store"
+	"github.com/openwebui-monitor/owmon/migrations"
+)
+
+// maxAttempts bounds the retries of a transaction that lost a race for an
+// idempotency key (which a single writer should never see).
+const maxAttempts = 10
+
+const (
+	commonPragmas = "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
+		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+	writerParams = commonPragmas + "&_txlock=immediate"
+	readerParams = commonPragmas + "&_query_only=1"
+)
+
+// Store is the SQLite implementation of store.Store.
+type Store struct {
+	w *sql.DB // the single writer connection
+	r *sql.DB // read-only connections for reads outside write transactions
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating it and its parent directories if needed) the database
+// file at path and brings its schema up to date. The path ":memory:" gives a
+// private in-memory database on a single connection, for tests.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: empty database path")
+	}
+	memory := path == ":memory:"
+	if !memory {
+		if dir := filepath.Dir(path); dir != "." {
+			if err := os.MkdirAll(dir, 0o750); err != nil {
+				return nil, fmt.Errorf("sqlite: %w", err)
+			}
+		}
+	}
+	w, err := sql.Open("sqlite", path+"?"+writerParams)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, err
+	}
+	s := &Store{w: w, r: w}
+	if memory {
+		return s, nil
+	}
+	r, err := sql.Open("sqlite", path+"?"+readerParams)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	n := max(4, runtime.NumCPU())
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	if err := r.PingContext(ctx); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)
+	}
+	s.r = r
+	return s, nil
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	// The provider is not closed: that would close db.
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, migrations.SQLite, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	return nil
+}
+
+// Kind returns "sqlite".
+func (s *Store) Kind() string { return "sqlite" }
+
+// DB returns the pool of read-only connections, for queries the Store
+// interface does not cover (reports).
+func (s *Store) DB() *sql.DB { return s.r }
+
+// Close closes the connections.
+func (s *Store) Close() error {
+	var err error
+	if s.r != s.w {
+		err = s.r.Close()
+	}
+	return errors.Join(err, s.w.Close())
+}
+
+// now is the store's clock, at the column's precision.
+func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+func stamp(t time.Time) time.Time {
+	if t.IsZero() {
+		return now()
+	}
+	return t.UTC().Truncate(time.Millisecond)
+}
+
+func stampPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := t.UTC().Truncate(time.Millisecond)
+	return &v
+}
+
+// ms is a time as stored: unix milliseconds.
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func msPtr(t *time.Time) *int64 {
+	if t == nil {
+		return nil
+	}
+	v := t.UnixMilli()
+	return &v
+}
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+// nullKey stores an empty idempotency key as NULL.
+func nullKey(k string) *string {
+	if k == "" {
+		return nil
+	}
+	return &k
+}
+
+// errRace means an insert lost the race for its idempotency key.
+var errRace = errors.New("sqlite: lost the race for an idempotency key")
+
+// retry runs fn until it does not lose a race.
+func retry[T any](ctx context.Context, fn func() (T, error)) (T, error) {
+	var (
+		v   T
+		err error
+	)
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		v, err = fn()
+		if err == nil || !errors.Is(err, errRace) {
+			return v, err
+		}
+		if ctx.Err() != nil {
+			return v, ctx.Err()
+		}
+	}
+	return v, fmt.Errorf("sqlite: gave up after %d attempts: %w", maxAttempts, err)
+}
+
+// querier is a *sql.DB or a *sql.Tx.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+const userCols = `id, email, name, role, balance, initial_balance, deleted, created_at, updated_at`
+
+func scanUser(row *sql.Row) (store.User, error) {
+	var (
+		u                store.User
+		created, updated int64
+		balance, initial int64
+	)
+	err := row.Scan(&u.ID, &u.Email, &u.Name, &u.Role, &balance, &initial, &u.Blocked, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return u, store.ErrNotFound
+	}
+	u.Balance, u.InitialBalance = money.Amount(balance), money.Amount(initial)
+	u.CreatedAt, u.UpdatedAt = fromMS(created), fromMS(updated)
+	return u, err
+}
+
+const recordCols = `id, user_id, nickname, model, input_tokens, output_tokens, cached_tokens,
+	reasoning_tokens, cost, balance_after, source, status, estimated, purpose, chat_id, message_id,
+	COALESCE(idem_key, ''), duration_ms, created_at, expires_at`
+
+func scanRecord(row *sql.Row) (store.Record, error) {
+	var (
+		r                  store.Record
+		cost, balanceAfter int64
+		created            int64
+		expires            sql.NullInt64
+	)
+	err := row.Scan(&r.ID, &r.UserID, &r.Nickname, &r.Model, &r.InputTokens, &r.OutputTokens,
+		&r.CachedTokens, &r.ReasoningTokens, &cost, &balanceAfter, &r.Source, &r.Status,
+		&r.Estimated, &r.Purpose, &r.ChatID, &r.MessageID, &r.Key, &r.DurationMS, &created,
+		&expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, store.ErrNotFound
+	}
+	r.Cost, r.BalanceAfter = money.Amount(cost), money.Amount(balanceAfter)
+	r.CreatedAt = fromMS(created)
+	if expires.Valid {
+		t := fromMS(expires.Int64)
+		r.ExpiresAt = &t
+	}
+	return r, err
+}
+
+// UpsertUser creates the user with balance initial, or refreshes the email,
+// name and role of an existing one. An empty field leaves the stored value
+// as it is; a new user with no role gets "user".
+func (s *Store) UpsertUser(ctx context.Context, u store.UserInfo, initial money.Amount) (store.User, error) {
+	if u.ID == "" {
+		return store.User{}, errors.New("sqlite: user without an id")
+	}
+	return scanUser(s.w.QueryRowContext(ctx, `
+		INSERT INTO users (id, email, name, role, balance, initial_balance, created_at, updated_at)
+		VALUES ($1, $2, $3, COALESCE(NULLIF($4, ''), 'user'), $5, $5, $6, $6)
+		ON CONFLICT (id) DO UPDATE SET
+			email = COALESCE(NULLIF($2, ''), users.email),
+			name = COALESCE(NULLIF($3, ''), users.name),
+			role = COALESCE(NULLIF($4, ''), users.role),
+			updated_at = $6
+		RETURNING `+userCols,
+		u.ID, u.Email, u.Name, u.Role, int64(initial), ms(now())))
+}
+
+// User returns one user, or store.ErrNotFound.
+func (s *Store) User(ctx context.Context, id string) (store.User, error) {
+	return scanUser(s.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
+}
+
+// ruleCond is the SQL condition of a reserve rule on users.balance ($2 is the cost).
+func ruleCond(rule store.ReserveRule) (string, error) {
+	switch rule {
+	case store.ReserveIfPositive:
+		return `balance > 0`, nil
+	case store.ReserveIfCovered:
+		return `balance >= $2`, nil
+	case store.ReserveAlways:
+		return `TRUE`, nil
+	}
+	return "", fmt.Errorf("sqlite: unknown reserve rule %d", rule)
+}
+
+// Reserve writes a pending record and takes its cost when the rule allows.
+func (s *Store) Reserve(ctx context.Context, r store.Reservation) (store.ReserveResult, error) {
+	cond, err := ruleCond(r.Rule)
+	if err != nil {
+		return store.ReserveResult{}, err
+	}
+	rec := r.Record
+	rec.ID = 0
+	rec.Status = store.StatusPending
+	rec.CreatedAt = stamp(rec.CreatedAt)
+	rec.ExpiresAt = stampPtr(rec.ExpiresAt)
+	return retry(ctx, func() (store.ReserveResult, error) { return s.reserve(ctx, rec, cond) })
+}
+
+func (s *Store) reserve(ctx context.Context, rec store.Record, cond string) (res store.ReserveResult, err error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return res, err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+
+	// 1. A record with the key already exists: nothing to do.
+	if rec.Key != "" {
+		old, err := scanRecord(tx.QueryRowContext(ctx, `SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1`, rec.Key))
+		if err == nil {
+			res.Existing, res.Record = true, old
+			res.Balance, err = balanceOf(ctx, tx, old.UserID)
+			return res, err
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return res, err
+		}
+	}
+
+	// 2. Take the cost when the user is not blocked and the rule allows.
+	var bal int64
+	err = tx.QueryRowContext(ctx, `UPDATE users SET balance = balance - $2, updated_at = $3
+		WHERE id = $1 AND NOT deleted AND (`+cond+`) RETURNING balance`,
+		rec.UserID, int64(rec.Cost), ms(now())).Scan(&bal)
+	if errors.Is(err, sql.ErrNoRows) {
+		var cur int64
+		err = tx.QueryRowContext(ctx, `SELECT deleted, balance FROM users WHERE id = $1`, rec.UserID).
+			Scan(&res.Blocked, &cur)
+		res.Balance = money.Amount(cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return res, store.ErrNotFound
+		}
+		return res, err
+	}
+	if err != nil {
+		return res, err
+	}
+
+	// 3. Write the pending record.
+	rec.BalanceAfter = money.Amount(bal)
+	if err := insertRecord(ctx, tx, &rec); err != nil {
+		return res, err
+	}
+	if err := tx.Commit(); err != nil {
+		return res, err
+	}
+	return store.ReserveResult{Placed: true, Record: rec, Balance: money.Amount(bal)}, nil
+}
+
+// Charge writes a final record and takes its cost, completing a pending
+// record with the same key in place.
+func (s *Store) Charge(ctx context.Context, r store.Record) (store.ChargeResult, error) {
+	switch r.Status {
+	case "":
+		r.Status = store.StatusCompleted
+	case store.StatusPending:
+		return store.ChargeResult{}, errors.New("sqlite: Charge of a pending record (use Reserve)")
+	}
+	r.ID = 0
+	r.CreatedAt = stamp(r.CreatedAt)
+	r.ExpiresAt = nil
+	return retry(ctx, func() (store.ChargeResult, error) { return s.charge(ctx, r) })
+}
+
+func (s *Store) charge(ctx context.Context, r store.Record) (res store.ChargeResult, err error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return res, err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+
+	// 1. A record with the key: complete it if pending, else a duplicate.
+	// (BEGIN IMMEDIATE already holds the write lock: no FOR UPDATE needed.)
+	if r.Key != "" {
+		old, err := scanRecord(tx.QueryRowContext(ctx,
+			`SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1`, r.Key))
+		switch {
+		case err == nil && old.Status != store.StatusPending:
+			res.Duplicate, res.Record = true, old
+			res.Balance, err = balanceOf(ctx, tx, old.UserID)
+			return res, err
+		case err == nil:
+			if r.UserID != "" && r.UserID != old.UserID {
+				return res, fmt.Errorf("sqlite: key %q is held for user %q, not %q", r.Key, old.UserID, r.UserID)
+			}
+			var bal int64
+			err = tx.QueryRowContext(ctx, `UPDATE users SET balance = balance - $2, updated_at = $3
+				WHERE id = $1 RETURNING balance`, old.UserID, int64(r.Cost-old.Cost), ms(now())).Scan(&bal)
+			if errors.Is(err, sql.ErrNoRows) {
+				return res, store.ErrNotFound
+			}
+			if err != nil {
+				return res, err
+			}
+			rec, err := scanRecord(tx.QueryRowContext(ctx, `
+				UPDATE usage_records SET
+					nickname = COALESCE(NULLIF($2, ''), nickname),
+					model = COALESCE(NULLIF($3, ''), model),
+					input_tokens = $4, output_tokens = $5, cached_tokens = $6, reasoning_tokens = $7,
+					cost = $8, balance_after = $9,
+					source = COALESCE(NULLIF($10, ''), source),
+					status = $11, estimated = $12,
+					purpose = COALESCE(NULLIF($13, ''), purpose),
+					chat_id = COALESCE(NULLIF($14, ''), chat_id),
+					message_id = COALESCE(NULLIF($15, ''), message_id),
+					duration_ms = $16, expires_at = NULL
+				WHERE id = $1 RETURNING `+recordCols,
+				old.ID, r.Nickname, r.Model, r.InputTokens, r.OutputTokens, r.CachedTokens, r.ReasoningTokens,
+				int64(r.Cost), bal, r.Source, r.Status, r.Estimated, r.Purpose, r.ChatID, r.MessageID, r.DurationMS))
+			if err != nil {
+				return res, err
+			}
+			if err := tx.Commit(); err != nil {
+				return res, err
+			}
+			return store.ChargeResult{Record: rec, Held: old.Cost, Balance: money.Amount(bal)}, nil
+		case !errors.Is(err, store.ErrNotFound):
+			return res, err
+		}
+	}
+
+	// 2. Take the cost.
+	var bal int64
+	err = tx.QueryRowContext(ctx, `UPDATE users SET balance = balance - $2, updated_at = $3
+		WHERE id = $1 RETURNING balance`, r.UserID, int64(r.Cost), ms(now())).Scan(&bal)
+	if errors.Is(err, sql.ErrNoRows) {
+		return res, store.ErrNotFound
+	}
+	if err != nil {
+		return res, err
+	}
+
+	// 3. Write the record.
+	r.BalanceAfter = money.Amount(bal)
+	if err := insertRecord(ctx, tx, &r); err != nil {
+		return res, err
+	}
+	if err := tx.Commit(); err != nil {
+		return res, err
+	}
+	return store.ChargeResult{Record: r, Balance: money.Amount(bal)}, nil
+}
+
+// insertRecord inserts r and sets its ID. It returns errRace when another
+// transaction holds r.Key.
+func insertRecord(ctx context.Context, tx *sql.Tx, r *store.Record) error {
+	err := tx.QueryRowContext(ctx, `
+		INSERT INTO usage_records (user_id, nickname, model, input_tokens, output_tokens, cached_tokens,
+			reasoning_tokens, cost, balance_after, source, status, estimated, purpose, chat_id, message_id,
+			idem_key, duration_ms, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+		ON CONFLICT (idem_key) DO NOTHING
+		RETURNING id`,
+		r.UserID, r.Nickname, r.Model, r.InputTokens, r.OutputTokens, r.CachedTokens, r.ReasoningTokens,
+		int64(r.Cost), int64(r.BalanceAfter), r.Source, r.Status, r.Estimated, r.Purpose, r.ChatID, r.MessageID,
+		nullKey(r.Key), r.DurationMS, ms(r.CreatedAt), msPtr(r.ExpiresAt)).Scan(&r.ID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errRace
+	}
+	return err
+}
+
+func balanceOf(ctx context.Context, q querier, userID string) (money.Amount, error) {
+	var bal int64
+	err := q.QueryRowContext(ctx, `SELECT balance FROM users WHERE id = $1`, userID).Scan(&bal)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, store.ErrNotFound
+	}
+	return money.Amount(bal), err
+}
+
+// SetBalance sets a balance and records the change.
+func (s *Store) SetBalance(ctx context.Context, userID string, balance money.Amount, actor, reason string) (store.BalanceChange, error) {
+	return s.changeBalance(ctx, userID, actor, reason, func(money.Amount) (money.Amount, error) {
+		return balance, nil
+	})
+}
+
+// AdjustBalance adds delta to a balance and records the change.
+func (s *Store) AdjustBalance(ctx context.Context, userID string, delta money.Amount, actor, reason string) (store.BalanceChange, error) {
+	return s.changeBalance(ctx, userID, actor, reason, func(old money.Amount) (money.Amount, error) {
+		if (delta > 0 && old > math.MaxInt64-delta) || (delta < 0 && old < math.MinInt64-delta) {
+			return 0, fmt.Errorf("sqlite: balance %v %+d overflows", old, delta)
+		}
+		return old + delta, nil
+	})
+}
+
+func (s *Store) changeBalance(ctx context.Context, userID, actor, reason string,
+	next func(old money.Amount) (money.Amount, error)) (store.BalanceChange, error) {
+	return retry(ctx, func() (store.BalanceChange, error) {
+		c := store.BalanceChange{UserID: userID, Actor: actor, Reason: reason, CreatedAt: now()}
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			return c, err
+		}
+		defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+
+		var old int64
+		err = tx.QueryRowContext(ctx, `SELECT balance FROM users WHERE id = $1`, userID).Scan(&old)
+		if errors.Is(err, sql.ErrNoRows) {
+			return c, store.ErrNotFound
+		}
+		if err != nil {
+			return c, err
+		}
+		c.OldBalance = money.Amount(old)
+		if c.NewBalance, err = next(c.OldBalance); err != nil {
+			return c, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET balance = $2, updated_at = $3 WHERE id = $1`,
+			userID, int64(c.NewBalance), ms(c.CreatedAt)); err != nil {
+			return c, err
+		}
+		err = tx.QueryRowContext(ctx, `
+			INSERT INTO balance_changes (user_id, actor, reason, old_balance, new_balance, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+			userID, actor, reason, int64(c.OldBalance), int64(c.NewBalance), ms(c.CreatedAt)).Scan(&c.ID)
+		if err != nil {
+			return c, err
+		}
+		return c, tx.Commit()
+	})
+}
+
+// SetBlocked blocks or unblocks a user.
+func (s *Store) SetBlocked(ctx context.Context, userID string, blocked bool) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE users SET deleted = $2, updated_at = $3 WHERE id = $1`,
+		userID, blocked, ms(now()))
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+const priceCols = `id, name, base_model_id, input_price, output_price, per_msg_price, priced, updated_at`
+
+func scanPrice(row *sql.Row) (store.ModelPrice, error) {
+	var (
+		p               store.ModelPrice
+		in, out, perMsg int64
+		updated         int64
+	)
+	err := row.Scan(&p.ID, &p.Name, &p.BaseModelID, &in, &out, &perMsg, &p.Priced, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, store.ErrNotFound
+	}
+	p.Input, p.Output, p.PerMessage = money.Amount(in), money.Amount(out), money.Amount(perMsg)
+	p.UpdatedAt = fromMS(updated)
+	return p, err
+}
+
+// ModelPrice returns a model's price row, or store.ErrNotFound.
+func (s *Store) ModelPrice(ctx context.Context, id string) (store.ModelPrice, error) {
+	return scanPrice(s.r.QueryRowContext(ctx, `SELECT `+priceCols+` FROM model_prices WHERE id = $1`, id))
+}
+
+// PutModelPrice stores an admin's price.
+func (s *Store) PutModelPrice(ctx context.Context, p store.ModelPrice) (store.ModelPrice, error) {
+	if p.ID == "" {
+		return store.ModelPrice{}, errors.New("sqlite: model price without an id")
+	}
+	return scanPrice(s.w.QueryRowContext(ctx, `
+		INSERT INTO model_prices (id, name, base_model_id, input_price, output_price, per_msg_price, priced,
+			created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $7)
+		ON CONFLICT (id) DO UPDATE SET
+			name = excluded.name, base_model_id = excluded.base_model_id,
+			input_price = excluded.input_price, output_price = excluded.output_price,
+			per_msg_price = excluded.per_msg_price, priced = TRUE, updated_at = excluded.updated_at
+		RETURNING `+priceCols,
+		p.ID, p.Name, p.BaseModelID, int64(p.Input), int64(p.Output), int64(p.PerMessage), ms(now())))
+}
+
+// RecordModel notes a model seen in traffic; an existing row is left alone.
+func (s *Store) RecordModel(ctx context.Context, id, name, baseModelID string) error {
+	if id == "" {
+		return errors.New("sqlite: model without an id")
+	}
+	t := ms(now())
+	_, err := s.w.ExecContext(ctx, `
+		INSERT INTO model_prices (id, name, base_model_id, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $4)
+		ON CONFLICT (id) DO NOTHING`, id, name, baseModelID, t)
+	return err
+}
+
+// Ledger sums one user's ledger in one snapshot (one statement).
+func (s *Store) Ledger(ctx context.Context, userID string) (store.Ledger, error) {
+	var (
+		l                                      store.Ledger
+		initial, balance, adjustments, charges int64
+	)
+	err := s.r.QueryRowContext(ctx, `
+		SELECT u.initial_balance, u.balance,
+			(SELECT COALESCE(SUM(new_balance - old_balance), 0) FROM balance_changes WHERE user_id = u.id),
+			(SELECT COALESCE(SUM(cost), 0) FROM usage_records WHERE user_id = u.id),
+			(SELECT COUNT(*) FROM usage_records WHERE user_id = u.id)
+		FROM users u WHERE u.id = $1`, userID).
+		Scan(&initial, &balance, &adjustments, &charges, &l.Records)
+	if errors.Is(err, sql.ErrNoRows) {
+		return l, store.ErrNotFound
+	}
+	l.Initial, l.Balance = money.Amount(initial), money.Amount(balance)
+	l.Adjustments, l.Charges = money.Amount(adjustments), money.Amount(charges)
+	return l, err
+}
+
+// RecordByKey returns the record with an idempotency key, or store.ErrNotFound.
+func (s *Store) RecordByKey(ctx context.Context, key string) (store.Record, error) {
+	if key == "" {
+		return store.Record{}, store.ErrNotFound
+	}
+	return scanRecord(s.r.QueryRowContext(ctx, `SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1`, key))
+}

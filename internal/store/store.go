@@ -1,0 +1,193 @@
+// Package store keeps users, prices and the ledger of charges. It defines one
+// interface with two implementations that pass the same contract tests:
+// store/sqlite (embedded default) and store/postgres (production, several
+// instances). Money columns are BIGINT nano-units (see internal/money).
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/openwebui-monitor/owmon/internal/money"
+)
+
+// ErrNotFound reports a user, record or price that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Record statuses. A pending record holds money taken before the answer
+// (an inlet pre-charge or a hold); Charge turns it into a final one.
+const (
+	StatusPending   = "pending"
+	StatusCompleted = "completed"
+	StatusCancelled = "cancelled"
+	StatusFailed    = "failed"
+)
+
+// Record sources: the path that metered an answer.
+const (
+	SourceFunction  = "function"
+	SourceEdge      = "edge"
+	SourceWebsocket = "websocket"
+	SourceProvider  = "provider"
+)
+
+// UserInfo is what OpenWebUI tells us about a user.
+type UserInfo struct {
+	ID    string
+	Email string
+	Name  string
+	Role  string
+}
+
+// User is a metered OpenWebUI user.
+type User struct {
+	UserInfo
+	Balance        money.Amount
+	InitialBalance money.Amount // balance given at creation; the ledger starts here
+	Blocked        bool         // an admin blocked the user (the old monitor's "deleted")
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+// Record is one metered answer: a row of the usage ledger.
+type Record struct {
+	ID              int64
+	UserID          string
+	Nickname        string // the user's name when the record was written
+	Model           string
+	InputTokens     int64
+	OutputTokens    int64
+	CachedTokens    int64 // input tokens the provider served from cache, when reported
+	ReasoningTokens int64 // output tokens spent on reasoning, when reported
+	Cost            money.Amount
+	BalanceAfter    money.Amount // set by the store
+	Source          string       // Source* constant
+	Status          string       // Status* constant
+	Estimated       bool         // tokens were counted by us, not reported by the provider
+	Purpose         string       // what OpenWebUI used the call for (chat, title, …), when known
+	ChatID          string
+	MessageID       string
+	Key             string // idempotency key; "" means none
+	DurationMS      int64
+	CreatedAt       time.Time  // set by the store when zero
+	ExpiresAt       *time.Time // pending records only: when an unsettled hold lapses
+}
+
+// ReserveRule says when Reserve may take money.
+type ReserveRule int
+
+const (
+	// ReserveIfPositive takes the amount when the balance is above zero,
+	// even if it then goes below zero (the inlet pre-charge).
+	ReserveIfPositive ReserveRule = iota
+	// ReserveIfCovered takes the amount only when the balance covers it (a hold).
+	ReserveIfCovered
+	// ReserveAlways takes the amount whatever the balance (monitor-only mode).
+	ReserveAlways
+)
+
+// Reservation asks to take Record.Cost from a user before an answer exists.
+type Reservation struct {
+	Record Record // Status is forced to pending; Key should be set
+	Rule   ReserveRule
+}
+
+// ReserveResult says what Reserve did.
+type ReserveResult struct {
+	Placed   bool   // a pending record was written and its cost taken
+	Existing bool   // a record with the key already existed; Record is that record
+	Blocked  bool   // the user is blocked: nothing taken
+	Record   Record // the placed or existing record
+	Balance  money.Amount
+}
+
+// ChargeResult says what Charge did.
+type ChargeResult struct {
+	Record    Record       // the record as stored; on a duplicate, the first charge's
+	Duplicate bool         // the key was already charged: nothing changed
+	Held      money.Amount // what a pending record with the key had taken, now netted
+	Balance   money.Amount // the user's balance after the charge
+}
+
+// BalanceChange is an audited admin change of a balance.
+type BalanceChange struct {
+	ID         int64
+	UserID     string
+	Actor      string
+	Reason     string
+	OldBalance money.Amount
+	NewBalance money.Amount
+	CreatedAt  time.Time
+}
+
+// ModelPrice is a model's price. Input and Output are per 1M tokens; a
+// PerMessage of zero or more bills each answer at that flat price instead.
+type ModelPrice struct {
+	ID          string
+	Name        string
+	BaseModelID string // the OpenWebUI base model a derived model wraps, if any
+	Input       money.Amount
+	Output      money.Amount
+	PerMessage  money.Amount // < 0: bill by tokens
+	Priced      bool         // false: recorded automatically, the defaults apply
+	UpdatedAt   time.Time
+}
+
+// Ledger is the sums behind one user's balance. For every user at every
+// moment: Initial + Adjustments − Charges = Balance.
+type Ledger struct {
+	Initial     money.Amount
+	Adjustments money.Amount // sum of new − old over the user's balance changes
+	Charges     money.Amount // sum of the cost of the user's records
+	Balance     money.Amount
+	Records     int64
+}
+
+// Store is the storage of users, prices and the usage ledger.
+type Store interface {
+	// Kind names the backend: "sqlite" or "postgres".
+	Kind() string
+
+	// UpsertUser creates the user with balance initial, or refreshes the
+	// email, name and role of an existing one (its balance is untouched).
+	UpsertUser(ctx context.Context, u UserInfo, initial money.Amount) (User, error)
+	// User returns one user, or ErrNotFound.
+	User(ctx context.Context, id string) (User, error)
+
+	// Reserve writes a pending record and takes its cost from the user's
+	// balance in one transaction, when the rule allows and the user is not
+	// blocked. A record with the same key makes it do nothing and return
+	// that record. The user must exist (ErrNotFound otherwise).
+	Reserve(ctx context.Context, r Reservation) (ReserveResult, error)
+
+	// Charge writes a final record and takes its cost from the balance in one
+	// transaction. With a key: a pending record with that key is completed in
+	// place and only the difference to what it held moves; a final record
+	// with that key means a duplicate, and nothing changes. The user must
+	// exist (ErrNotFound otherwise); blocked users are still charged.
+	Charge(ctx context.Context, r Record) (ChargeResult, error)
+
+	// SetBalance sets a balance and records the change with its actor.
+	SetBalance(ctx context.Context, userID string, balance money.Amount, actor, reason string) (BalanceChange, error)
+	// AdjustBalance adds delta (which may be negative) and records the change.
+	AdjustBalance(ctx context.Context, userID string, delta money.Amount, actor, reason string) (BalanceChange, error)
+	// SetBlocked blocks or unblocks a user.
+	SetBlocked(ctx context.Context, userID string, blocked bool) error
+
+	// ModelPrice returns a model's price row, or ErrNotFound.
+	ModelPrice(ctx context.Context, id string) (ModelPrice, error)
+	// PutModelPrice stores an admin's price (Priced is set true).
+	PutModelPrice(ctx context.Context, p ModelPrice) (ModelPrice, error)
+	// RecordModel notes a model seen in traffic with no price row yet, so an
+	// admin can price it; an existing row is left as it is.
+	RecordModel(ctx context.Context, id, name, baseModelID string) error
+
+	// Ledger sums one user's ledger (for audits and tests).
+	Ledger(ctx context.Context, userID string) (Ledger, error)
+	// RecordByKey returns the record with an idempotency key, or ErrNotFound.
+	RecordByKey(ctx context.Context, key string) (Record, error)
+
+	// Close releases the connections.
+	Close() error
+}
