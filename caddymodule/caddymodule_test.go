@@ -81,6 +81,9 @@ func caddyfileFor(database string, port int, upstream, extra string) string {
 	return fmt.Sprintf(`{
 	admin off
 	auto_https off
+	log {
+		output discard
+	}
 	openwebui_monitor {
 		database %s
 		api_key %s

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -114,5 +115,20 @@ func TestSetKnowsEveryOption(t *testing.T) {
 	}
 	if o.Set("no_such_option", "x") {
 		t.Fatal("Set accepted an unknown option")
+	}
+}
+
+// TestREADMEDocumentsEveryOption keeps the README's configuration table in
+// step with the code.
+func TestREADMEDocumentsEveryOption(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, opt := range Table {
+		row := "| `" + opt.Name + "` | `" + opt.Env + "`"
+		if !strings.Contains(string(b), row) {
+			t.Errorf("README has no row starting %q", row)
+		}
 	}
 }

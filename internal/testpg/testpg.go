@@ -235,6 +235,7 @@ func (c *cluster) run(timeout time.Duration, args ...string) (string, error) {
 	defer cancel()
 	args = append(append([]string{}, c.prefix...), args...)
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Dir = c.dir // the postgres user may not be able to enter ours
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
@@ -317,6 +318,9 @@ func makeDir(root bool, uid, gid int) (string, error) {
 	return "", lastErr
 }
 
+// libGlob is where distributions put the versions of the server binaries.
+var libGlob = "/usr/lib/postgresql/*/bin"
+
 // findBinDir finds a directory holding initdb, pg_ctl and postgres: on PATH
 // first, then the highest version in /usr/lib/postgresql/*/bin.
 func findBinDir() (string, error) {
@@ -337,7 +341,7 @@ func findBinDir() (string, error) {
 			return filepath.Dir(p), nil
 		}
 	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	dirs, _ := filepath.Glob(libGlob)
 	sort.Slice(dirs, func(i, j int) bool { return pgVersion(dirs[i]) > pgVersion(dirs[j]) })
 	for _, d := range dirs {
 		if has(d) {

@@ -49,6 +49,12 @@ const (
 type Store struct {
 	w *sql.DB // the single writer connection
 	r *sql.DB // read-only connections for reads outside write transactions
+
+	// gate queues writers in arrival order. database/sql hands a busy
+	// connection to a random waiter, which under load leaves some writers
+	// waiting far longer than others; blocked channel senders are served
+	// first come, first served.
+	gate chan struct{}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -84,7 +90,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, err
 	}
-	s := &Store{w: w, r: w}
+	s := &Store{w: w, r: w, gate: make(chan struct{}, 1)}
 	if memory {
 		return s, nil
 	}
@@ -175,14 +181,29 @@ func nullKey(k string) *string {
 // errRace means an insert lost the race for its idempotency key.
 var errRace = errors.New("sqlite: lost the race for an idempotency key")
 
-// retry runs fn until it does not lose a race.
-func retry[T any](ctx context.Context, fn func() (T, error)) (T, error) {
+// lock takes the writer's turn; the returned func gives it back.
+func (s *Store) lock(ctx context.Context) (func(), error) {
+	select {
+	case s.gate <- struct{}{}:
+		return func() { <-s.gate }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// retry runs fn, in the writer's turn, until it does not lose a race.
+func retry[T any](ctx context.Context, s *Store, fn func() (T, error)) (T, error) {
 	var (
 		v   T
 		err error
 	)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
+		unlock, lerr := s.lock(ctx)
+		if lerr != nil {
+			return v, lerr
+		}
 		v, err = fn()
+		unlock()
 		if err == nil || !errors.Is(err, errRace) {
 			return v, err
 		}
@@ -249,6 +270,12 @@ func (s *Store) UpsertUser(ctx context.Context, u store.UserInfo, initial money.
 	if u.ID == "" {
 		return store.User{}, errors.New("sqlite: user without an id")
 	}
+	return retry(ctx, s, func() (store.User, error) {
+		return s.upsertUser(ctx, u, initial)
+	})
+}
+
+func (s *Store) upsertUser(ctx context.Context, u store.UserInfo, initial money.Amount) (store.User, error) {
 	return scanUser(s.w.QueryRowContext(ctx, `
 		INSERT INTO users (id, email, name, role, balance, initial_balance, created_at, updated_at)
 		VALUES ($1, $2, $3, COALESCE(NULLIF($4, ''), 'user'), $5, $5, $6, $6)
@@ -290,7 +317,7 @@ func (s *Store) Reserve(ctx context.Context, r store.Reservation) (store.Reserve
 	rec.Status = store.StatusPending
 	rec.CreatedAt = stamp(rec.CreatedAt)
 	rec.ExpiresAt = stampPtr(rec.ExpiresAt)
-	return retry(ctx, func() (store.ReserveResult, error) { return s.reserve(ctx, rec, cond) })
+	return retry(ctx, s, func() (store.ReserveResult, error) { return s.reserve(ctx, rec, cond) })
 }
 
 func (s *Store) reserve(ctx context.Context, rec store.Record, cond string) (res store.ReserveResult, err error) {
@@ -355,7 +382,7 @@ func (s *Store) Charge(ctx context.Context, r store.Record) (store.ChargeResult,
 	r.ID = 0
 	r.CreatedAt = stamp(r.CreatedAt)
 	r.ExpiresAt = nil
-	return retry(ctx, func() (store.ChargeResult, error) { return s.charge(ctx, r) })
+	return retry(ctx, s, func() (store.ChargeResult, error) { return s.charge(ctx, r) })
 }
 
 func (s *Store) charge(ctx context.Context, r store.Record) (res store.ChargeResult, err error) {
@@ -484,7 +511,7 @@ func (s *Store) AdjustBalance(ctx context.Context, userID string, delta money.Am
 
 func (s *Store) changeBalance(ctx context.Context, userID, actor, reason string,
 	next func(old money.Amount) (money.Amount, error)) (store.BalanceChange, error) {
-	return retry(ctx, func() (store.BalanceChange, error) {
+	return retry(ctx, s, func() (store.BalanceChange, error) {
 		c := store.BalanceChange{UserID: userID, Actor: actor, Reason: reason, CreatedAt: now()}
 		tx, err := s.w.BeginTx(ctx, nil)
 		if err != nil {

@@ -342,44 +342,54 @@ func testChargeDuplicate(t *testing.T, s store.Store) {
 	checkLedger(t, s, "u1", 1)
 }
 
+// testChargeConcurrentSameKey charges one key from 100 goroutines at once:
+// one record, the balance moved once. It runs a few rounds: the first warms
+// the connection pool, so that later rounds really race.
 func testChargeConcurrentSameKey(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	newUser(t, s, "u1", units(1000))
-	const n = 100
-	var (
-		wg      sync.WaitGroup
-		results [n]store.ChargeResult
-		errs    [n]error
+	const (
+		n      = 100
+		rounds = 4
 	)
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			results[i], errs[i] = s.Charge(ctx, store.Record{UserID: "u1", Key: "same", Cost: units(1), InputTokens: int64(i)})
-		})
+	for round := range rounds {
+		key := fmt.Sprintf("same-%d", round)
+		var (
+			wg      sync.WaitGroup
+			results [n]store.ChargeResult
+			errs    [n]error
+		)
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				results[i], errs[i] = s.Charge(ctx, store.Record{UserID: "u1", Key: key, Cost: units(1), InputTokens: int64(i)})
+			})
+		}
+		close(start)
+		wg.Wait()
+		want := units(999 - int64(round))
+		fresh := 0
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("round %d, charge %d: %v", round, i, errs[i])
+			}
+			if !results[i].Duplicate {
+				fresh++
+			}
+			if results[i].Record.ID != results[0].Record.ID || results[i].Record.Cost != units(1) {
+				t.Fatalf("round %d: charge %d saw record %+v, charge 0 saw %+v", round, i, results[i].Record, results[0].Record)
+			}
+			if results[i].Balance != want {
+				t.Fatalf("round %d, charge %d: balance %v, want %v", round, i, results[i].Balance, want)
+			}
+		}
+		if fresh != 1 {
+			t.Fatalf("round %d: %d charges were not duplicates, want 1", round, fresh)
+		}
+		wantBalance(t, s, "u1", want)
+		checkLedger(t, s, "u1", int64(round)+1)
 	}
-	close(start)
-	wg.Wait()
-	fresh := 0
-	for i := range n {
-		if errs[i] != nil {
-			t.Fatalf("charge %d: %v", i, errs[i])
-		}
-		if !results[i].Duplicate {
-			fresh++
-		}
-		if results[i].Record.ID != results[0].Record.ID || results[i].Record.Cost != units(1) {
-			t.Fatalf("charge %d saw record %+v, charge 0 saw %+v", i, results[i].Record, results[0].Record)
-		}
-		if results[i].Balance != units(999) {
-			t.Fatalf("charge %d: balance %v", i, results[i].Balance)
-		}
-	}
-	if fresh != 1 {
-		t.Fatalf("%d charges were not duplicates, want 1", fresh)
-	}
-	wantBalance(t, s, "u1", units(999))
-	checkLedger(t, s, "u1", 1)
 }
 
 func testChargeBlockedUser(t *testing.T, s store.Store) {
@@ -603,50 +613,59 @@ func testReserveThenFail(t *testing.T, s store.Store) {
 }
 
 // testReserveThenConcurrentCharges completes one pending record from 50
-// goroutines at once: one completes it, the others are duplicates.
+// goroutines at once: one completes it, the others are duplicates. It runs
+// a few rounds: the first warms the connection pool.
 func testReserveThenConcurrentCharges(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	newUser(t, s, "u1", units(100))
-	held := reserve(t, s, "u1", "r1", units(10), store.ReserveIfCovered)
-	wantPlaced(t, held, units(90))
-	const n = 50
-	var (
-		wg      sync.WaitGroup
-		results [n]store.ChargeResult
-		errs    [n]error
+	const (
+		n      = 50
+		rounds = 4
 	)
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			results[i], errs[i] = s.Charge(ctx, store.Record{UserID: "u1", Key: "r1", Cost: units(3), OutputTokens: int64(i)})
-		})
-	}
-	close(start)
-	wg.Wait()
-	completed := 0
-	for i := range n {
-		if errs[i] != nil {
-			t.Fatalf("charge %d: %v", i, errs[i])
+	for round := range rounds {
+		key := fmt.Sprintf("r%d", round)
+		before := units(100 - 3*int64(round))
+		held := reserve(t, s, "u1", key, units(10), store.ReserveIfCovered)
+		wantPlaced(t, held, before-units(10))
+		var (
+			wg      sync.WaitGroup
+			results [n]store.ChargeResult
+			errs    [n]error
+		)
+		start := make(chan struct{})
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				results[i], errs[i] = s.Charge(ctx, store.Record{UserID: "u1", Key: key, Cost: units(3), OutputTokens: int64(i)})
+			})
 		}
-		r := results[i]
-		if r.Record.ID != held.Record.ID || r.Record.Status != store.StatusCompleted || r.Record.Cost != units(3) || r.Balance != units(97) {
-			t.Fatalf("charge %d: %+v", i, r)
-		}
-		if !r.Duplicate {
-			completed++
-			if r.Held != units(10) {
-				t.Fatalf("completing charge held %v, want 10", r.Held)
+		close(start)
+		wg.Wait()
+		after := before - units(3)
+		completed := 0
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("round %d, charge %d: %v", round, i, errs[i])
 			}
-		} else if r.Held != 0 {
-			t.Fatalf("duplicate charge %d reports held %v", i, r.Held)
+			r := results[i]
+			if r.Record.ID != held.Record.ID || r.Record.Status != store.StatusCompleted || r.Record.Cost != units(3) || r.Balance != after {
+				t.Fatalf("round %d, charge %d: %+v, want balance %v", round, i, r, after)
+			}
+			if !r.Duplicate {
+				completed++
+				if r.Held != units(10) {
+					t.Fatalf("round %d: completing charge held %v, want 10", round, r.Held)
+				}
+			} else if r.Held != 0 {
+				t.Fatalf("round %d: duplicate charge %d reports held %v", round, i, r.Held)
+			}
 		}
+		if completed != 1 {
+			t.Fatalf("round %d: %d charges completed the pending record, want 1", round, completed)
+		}
+		wantBalance(t, s, "u1", after)
+		checkLedger(t, s, "u1", int64(round)+1)
 	}
-	if completed != 1 {
-		t.Fatalf("%d charges completed the pending record, want 1", completed)
-	}
-	wantBalance(t, s, "u1", units(97))
-	checkLedger(t, s, "u1", 1)
 }
 
 func testReserveConcurrentOverdraw(t *testing.T, s store.Store) {
