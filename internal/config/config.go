@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/pricing"
@@ -27,6 +28,13 @@ type Options struct {
 	DefaultPerMsgPrice string `json:"default_per_msg_price,omitempty"`
 	CostOnInlet        string `json:"cost_on_inlet,omitempty"`
 	MaxBodySize        string `json:"max_body_size,omitempty"`
+	WebUISecretKey     string `json:"webui_secret_key,omitempty"`
+	Mode               string `json:"mode,omitempty"`
+	IdentityCacheTTL   string `json:"identity_cache_ttl,omitempty"`
+	InjectUsage        string `json:"inject_usage,omitempty"`
+	StripBackground    string `json:"strip_background,omitempty"`
+	HoldTTL            string `json:"hold_ttl,omitempty"`
+	MinHold            string `json:"min_hold,omitempty"`
 }
 
 // Option describes one option: its Caddyfile name and environment fallback.
@@ -50,6 +58,13 @@ var Table = []Option{
 	{"default_per_msg_price", "DEFAULT_MODEL_PER_MSG_PRICE", "-1", func(o *Options) *string { return &o.DefaultPerMsgPrice }},
 	{"cost_on_inlet", "COST_ON_INLET", "0", func(o *Options) *string { return &o.CostOnInlet }},
 	{"max_body_size", "OWMON_MAX_BODY_SIZE", "32MiB", func(o *Options) *string { return &o.MaxBodySize }},
+	{"webui_secret_key", "WEBUI_SECRET_KEY", "", func(o *Options) *string { return &o.WebUISecretKey }},
+	{"mode", "OWMON_MODE", "enforce", func(o *Options) *string { return &o.Mode }},
+	{"identity_cache_ttl", "OWMON_IDENTITY_CACHE_TTL", "30s", func(o *Options) *string { return &o.IdentityCacheTTL }},
+	{"inject_usage", "OWMON_INJECT_USAGE", "on", func(o *Options) *string { return &o.InjectUsage }},
+	{"strip_background", "OWMON_STRIP_BACKGROUND", "on", func(o *Options) *string { return &o.StripBackground }},
+	{"hold_ttl", "OWMON_HOLD_TTL", "15m", func(o *Options) *string { return &o.HoldTTL }},
+	{"min_hold", "OWMON_MIN_HOLD", "0", func(o *Options) *string { return &o.MinHold }},
 }
 
 // Set assigns the option called name; it reports false for an unknown name.
@@ -110,6 +125,14 @@ type Settings struct {
 	DefaultPrice    pricing.Price
 	InletCosts      pricing.InletCosts
 	MaxBodyBytes    int64
+
+	WebUISecretKey   string        // verifies OpenWebUI's JWTs locally
+	Enforce          bool          // refuse calls a balance cannot cover (mode enforce)
+	IdentityCacheTTL time.Duration // how long a resolved token is trusted
+	InjectUsage      bool          // ask providers for usage on streaming calls
+	StripBackground  bool          // keep API-key chats out of background mode
+	HoldTTL          time.Duration // when an unsettled hold is released
+	MinHold          money.Amount  // least amount a call reserves
 }
 
 // Settings validates the options. dataDir holds the SQLite file when no
@@ -150,7 +173,51 @@ func (o Options) Settings(dataDir string) (Settings, error) {
 	if s.MaxBodyBytes, err = ParseSize(size); err != nil || s.MaxBodyBytes < 1024 {
 		return s, fmt.Errorf("max_body_size: %q is not a size of at least 1KiB (e.g. 32MiB)", o.MaxBodySize)
 	}
+	s.WebUISecretKey = o.WebUISecretKey
+	switch o.Mode {
+	case "", "enforce":
+		s.Enforce = true
+	case "monitor":
+	default:
+		return s, fmt.Errorf("mode: %q is neither enforce nor monitor", o.Mode)
+	}
+	if s.IdentityCacheTTL, err = duration("identity_cache_ttl", o.IdentityCacheTTL, "30s"); err != nil {
+		return s, err
+	}
+	if s.HoldTTL, err = duration("hold_ttl", o.HoldTTL, "15m"); err != nil {
+		return s, err
+	}
+	if s.InjectUsage, err = onOff("inject_usage", o.InjectUsage); err != nil {
+		return s, err
+	}
+	if s.StripBackground, err = onOff("strip_background", o.StripBackground); err != nil {
+		return s, err
+	}
+	if s.MinHold, err = amount("min_hold", o.MinHold, "0", false); err != nil {
+		return s, err
+	}
 	return s, nil
+}
+
+func duration(name, value, def string) (time.Duration, error) {
+	if value == "" {
+		value = def
+	}
+	d, err := time.ParseDuration(value)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s: %q is not a positive duration (e.g. 30s, 15m)", name, value)
+	}
+	return d, nil
+}
+
+func onOff(name, value string) (bool, error) {
+	switch strings.ToLower(value) {
+	case "", "on", "true", "yes", "1":
+		return true, nil
+	case "off", "false", "no", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("%s: %q is neither on nor off", name, value)
 }
 
 func amount(name, value, def string, negativeOK bool) (money.Amount, error) {

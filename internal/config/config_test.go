@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openwebui-monitor/owmon/internal/money"
 )
@@ -23,6 +24,12 @@ func TestDefaults(t *testing.T) {
 	}
 	if s.InitBalance != 0 || s.MaxBodyBytes != 32<<20 {
 		t.Fatalf("init %s, max body %d", s.InitBalance, s.MaxBodyBytes)
+	}
+	if !s.Enforce || !s.InjectUsage || !s.StripBackground || s.HoldTTL != 15*time.Minute || s.IdentityCacheTTL != 30*time.Second || s.MinHold != 0 {
+		t.Fatalf("gate defaults %+v", s)
+	}
+	if m, _ := (Options{Mode: "monitor", InjectUsage: "off"}).Settings("/d"); m.Enforce || m.InjectUsage {
+		t.Fatalf("monitor/off not applied: %+v", m)
 	}
 }
 
@@ -76,6 +83,11 @@ func TestInvalidValuesNameOptionAndValue(t *testing.T) {
 		{Options{Database: "mysql://x"}, []string{"database", "mysql://x"}},
 		{Options{Database: "postgres://u:secret@/db"}, []string{"database", "xxxxx"}},
 		{Options{MaxBodySize: "huge"}, []string{"max_body_size", "huge"}},
+		{Options{Mode: "strict"}, []string{"mode", "strict"}},
+		{Options{HoldTTL: "forever"}, []string{"hold_ttl", "forever"}},
+		{Options{IdentityCacheTTL: "-1s"}, []string{"identity_cache_ttl", "-1s"}},
+		{Options{InjectUsage: "maybe"}, []string{"inject_usage", "maybe"}},
+		{Options{MinHold: "-0.1"}, []string{"min_hold", "-0.1"}},
 	}
 	for _, c := range cases {
 		_, err := c.opts.Settings("/data")

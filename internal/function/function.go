@@ -183,7 +183,9 @@ func (e *Endpoints) outlet(ctx context.Context, w http.ResponseWriter, call open
 		a.InputTokens = e.counter.Messages(call.Model, call.Prompt())
 		a.OutputTokens = e.counter.Text(call.Model, content)
 		a.Estimated = true
-		a.Failed = content == "" // no content and no usage: the answer failed
+		if content == "" { // no content and no usage: the answer failed
+			a.Status = store.StatusFailed
+		}
 	}
 	res, err := e.ledger.Charge(ctx, a)
 	if err != nil {

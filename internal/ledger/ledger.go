@@ -22,6 +22,7 @@ type Config struct {
 	InitBalance  money.Amount       // balance of a new user
 	DefaultPrice pricing.Price      // price of models nobody priced
 	InletCosts   pricing.InletCosts // pre-charges when a chat starts
+	MinHold      money.Amount       // least amount a hold reserves
 	// PriceTTL is how long a resolved price is reused before the store is
 	// asked again, which bounds how stale prices changed by another instance
 	// can be. Default 5s.
@@ -231,9 +232,11 @@ type Answer struct {
 	ReasoningTokens int64
 	Estimated       bool // tokens were counted here, not reported by the provider
 
-	// Failed marks an answer that produced nothing: it costs nothing and
-	// releases whatever was taken in advance.
-	Failed bool
+	// Status is how the answer ended: store.StatusCompleted (the default),
+	// store.StatusCancelled (charged for what was produced), or
+	// store.StatusFailed (nothing produced: it costs nothing and releases
+	// whatever was taken in advance).
+	Status string
 
 	Source    string
 	Purpose   string
@@ -254,11 +257,12 @@ func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, erro
 		CachedTokens: a.CachedTokens, ReasoningTokens: a.ReasoningTokens,
 		Estimated: a.Estimated, Source: a.Source, Purpose: a.Purpose,
 		ChatID: a.ChatID, MessageID: a.MessageID, Key: Key(a.ChatID, a.MessageID),
-		Status: store.StatusCompleted, DurationMS: a.Duration.Milliseconds(),
+		Status: a.Status, DurationMS: a.Duration.Milliseconds(),
 	}
-	if a.Failed {
-		rec.Status = store.StatusFailed
-	} else {
+	if rec.Status == "" {
+		rec.Status = store.StatusCompleted
+	}
+	if rec.Status != store.StatusFailed {
 		price, err := l.Price(ctx, a.Model, a.BaseModelID)
 		if err != nil {
 			return store.ChargeResult{}, err
@@ -278,4 +282,95 @@ func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, erro
 		return store.ChargeResult{}, fmt.Errorf("charge: %w", err)
 	}
 	return res, nil
+}
+
+// Hold is money reserved before a model call is forwarded.
+type Hold struct {
+	User         store.UserInfo
+	Model        string
+	BaseModelID  string
+	PromptTokens int64
+	Key          string // the call's idempotency key; its settlement uses the same
+	ChatID       string
+	MessageID    string
+	Source       string
+	Purpose      string
+	Enforce      bool      // refuse when the balance cannot cover the hold; false: monitor only
+	Expires      time.Time // when an unsettled hold is released
+}
+
+// HoldResult says what a hold did.
+type HoldResult struct {
+	Allowed bool // forward the call
+	Placed  bool // the amount is reserved
+	Blocked bool
+	Amount  money.Amount
+	Balance money.Amount
+}
+
+// HoldAmount is what a call reserves: the price of its counted prompt (or
+// the model's per-message price) plus the larger of the model's inlet cost
+// and the configured minimum.
+func (l *Ledger) HoldAmount(ctx context.Context, model, baseModelID string, promptTokens int64) (money.Amount, error) {
+	price, err := l.Price(ctx, model, baseModelID)
+	if err != nil {
+		return 0, err
+	}
+	return price.Cost(promptTokens, 0).Add(max(l.cfg.InletCosts.For(model), l.cfg.MinHold)), nil
+}
+
+// Hold reserves the estimated cost of a call against the user's balance.
+// Concurrent calls of one user each reserve their own amount, so together
+// they can never spend more than the balance plus one call's overrun.
+func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
+	if err := l.EnsureUser(ctx, h.User); err != nil {
+		return HoldResult{}, err
+	}
+	amount, err := l.HoldAmount(ctx, h.Model, h.BaseModelID, h.PromptTokens)
+	if err != nil {
+		return HoldResult{}, err
+	}
+	rule := store.ReserveIfCovered
+	if !h.Enforce {
+		rule = store.ReserveAlways
+	}
+	var expires *time.Time
+	if !h.Expires.IsZero() {
+		expires = &h.Expires
+	}
+	res, err := l.store.Reserve(ctx, store.Reservation{Rule: rule, Record: store.Record{
+		UserID: h.User.ID, Nickname: h.User.Name, Model: h.Model, Cost: amount,
+		Source: h.Source, Purpose: h.Purpose, ChatID: h.ChatID, MessageID: h.MessageID,
+		Key: h.Key, ExpiresAt: expires,
+	}})
+	if err != nil {
+		return HoldResult{}, err
+	}
+	return HoldResult{
+		// A key already held or charged is a retry of a call that was allowed;
+		// monitor mode never refuses.
+		Allowed: res.Placed || res.Existing || !h.Enforce,
+		Placed:  res.Placed, Blocked: res.Blocked, Amount: amount, Balance: res.Balance,
+	}, nil
+}
+
+// ExpireHolds releases holds nobody settled in time (a crash, or a web-UI
+// answer no report arrived for) and returns how many it released.
+func (l *Ledger) ExpireHolds(ctx context.Context, now time.Time) (int, error) {
+	n := 0
+	for {
+		holds, err := l.store.ExpiredHolds(ctx, now, 100)
+		if err != nil {
+			return n, err
+		}
+		for _, h := range holds {
+			if _, err := l.store.Charge(ctx, store.Record{UserID: h.UserID, Key: h.Key, Status: store.StatusExpired}); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if len(holds) < 100 {
+			return n, nil
+		}
+	}
 }

@@ -22,6 +22,7 @@ const (
 	StatusCompleted = "completed"
 	StatusCancelled = "cancelled"
 	StatusFailed    = "failed"
+	StatusExpired   = "expired" // a hold nobody settled in time, released
 )
 
 // Record sources: the path that metered an answer.
@@ -163,8 +164,9 @@ type Store interface {
 
 	// Charge writes a final record and takes its cost from the balance in one
 	// transaction. With a key: a pending record with that key is completed in
-	// place and only the difference to what it held moves; a final record
-	// with that key means a duplicate, and nothing changes. The user must
+	// place and only the difference to what it held moves (an expired hold
+	// held nothing, so a late report still charges in full); any other
+	// final record with that key means a duplicate, and nothing changes. The user must
 	// exist (ErrNotFound otherwise); blocked users are still charged.
 	Charge(ctx context.Context, r Record) (ChargeResult, error)
 
@@ -187,6 +189,9 @@ type Store interface {
 	Ledger(ctx context.Context, userID string) (Ledger, error)
 	// RecordByKey returns the record with an idempotency key, or ErrNotFound.
 	RecordByKey(ctx context.Context, key string) (Record, error)
+	// ExpiredHolds lists pending records whose ExpiresAt is not after now,
+	// oldest first, at most limit. Settling them is the caller's (Charge).
+	ExpiredHolds(ctx context.Context, now time.Time, limit int) ([]Record, error)
 
 	// Close releases the connections.
 	Close() error

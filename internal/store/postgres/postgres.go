@@ -329,7 +329,7 @@ func (s *Store) charge(ctx context.Context, r store.Record) (res store.ChargeRes
 		old, err := scanRecord(tx.QueryRow(ctx,
 			`SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1 FOR UPDATE`, r.Key))
 		switch {
-		case err == nil && old.Status != store.StatusPending:
+		case err == nil && old.Status != store.StatusPending && old.Status != store.StatusExpired:
 			res.Duplicate, res.Record = true, old
 			res.Balance, err = balanceOf(ctx, tx, old.UserID)
 			return res, err
@@ -557,4 +557,24 @@ func (s *Store) RecordByKey(ctx context.Context, key string) (store.Record, erro
 		return store.Record{}, store.ErrNotFound
 	}
 	return scanRecord(s.pool.QueryRow(ctx, `SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1`, key))
+}
+
+// ExpiredHolds lists pending records whose hold has lapsed.
+func (s *Store) ExpiredHolds(ctx context.Context, at time.Time, limit int) ([]store.Record, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+recordCols+` FROM usage_records
+		WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= $1
+		ORDER BY expires_at LIMIT $2`, at, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Record
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }

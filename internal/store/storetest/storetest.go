@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ReserveThenCharge", testReserveThenCharge},
 		{"ReserveThenChargeMore", testReserveThenChargeMore},
 		{"ReserveThenFail", testReserveThenFail},
+		{"ExpiredHolds", testExpiredHolds},
 		{"ReserveThenConcurrentCharges", testReserveThenConcurrentCharges},
 		{"ReserveConcurrentOverdraw", testReserveConcurrentOverdraw},
 		{"BalanceChanges", testBalanceChanges},
@@ -610,6 +611,53 @@ func testReserveThenFail(t *testing.T, s store.Store) {
 	if l.Charges != 0 {
 		t.Fatalf("ledger charges %v after a refund", l.Charges)
 	}
+}
+
+// testExpiredHolds lists only lapsed pending holds, oldest first, and a
+// lapsed hold settled as expired gives its money back.
+func testExpiredHolds(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1", units(10))
+	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Millisecond)
+	hold := func(key string, expires *time.Time) {
+		t.Helper()
+		res, err := s.Reserve(ctx, store.Reservation{Rule: store.ReserveIfCovered,
+			Record: store.Record{UserID: "u1", Model: "m", Key: key, Cost: units(1), Source: store.SourceEdge, ExpiresAt: expires}})
+		if err != nil || !res.Placed {
+			t.Fatalf("reserve %s: %+v %v", key, res, err)
+		}
+	}
+	late, early, future := base.Add(2*time.Minute), base.Add(time.Minute), base.Add(2*time.Hour)
+	hold("late", &late)
+	hold("early", &early)
+	hold("future", &future)
+	hold("never", nil)
+	wantBalance(t, s, "u1", units(6))
+	got, err := s.ExpiredHolds(ctx, base.Add(time.Hour), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Key != "early" || got[1].Key != "late" || got[0].Cost != units(1) {
+		t.Fatalf("expired holds %+v", got)
+	}
+	if got, _ := s.ExpiredHolds(ctx, base.Add(time.Hour), 1); len(got) != 1 {
+		t.Fatalf("limit ignored: %d", len(got))
+	}
+	res, err := s.Charge(ctx, store.Record{UserID: "u1", Key: "early", Status: store.StatusExpired})
+	if err != nil || res.Record.Status != store.StatusExpired || res.Held != units(1) {
+		t.Fatalf("settle expired: %+v %v", res, err)
+	}
+	wantBalance(t, s, "u1", units(7))
+	if got, _ := s.ExpiredHolds(ctx, base.Add(time.Hour), 10); len(got) != 1 || got[0].Key != "late" {
+		t.Fatalf("settled hold still listed: %+v", got)
+	}
+	// A report that arrives after its hold lapsed still charges, in full.
+	res, err = s.Charge(ctx, store.Record{UserID: "u1", Key: "early", Cost: units(3), InputTokens: 5})
+	if err != nil || res.Duplicate || res.Held != 0 || res.Record.Status != store.StatusCompleted || res.Record.Cost != units(3) {
+		t.Fatalf("late report: %+v %v", res, err)
+	}
+	wantBalance(t, s, "u1", units(4))
+	checkLedger(t, s, "u1", 4)
 }
 
 // testReserveThenConcurrentCharges completes one pending record from 50
