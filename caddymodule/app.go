@@ -11,6 +11,8 @@ import (
 
 	"github.com/openwebui-monitor/owmon/internal/config"
 	"github.com/openwebui-monitor/owmon/internal/database"
+	"github.com/openwebui-monitor/owmon/internal/edge"
+	"github.com/openwebui-monitor/owmon/internal/identity"
 	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/store"
 	"github.com/openwebui-monitor/owmon/internal/tokens"
@@ -40,7 +42,9 @@ type App struct {
 	storeKey string
 	store    store.Store
 	ledger   *ledger.Ledger
+	gate     *edge.Gate
 	log      *slog.Logger
+	stop     context.CancelFunc
 }
 
 // CaddyModule returns the Caddy module information.
@@ -81,18 +85,55 @@ func (a *App) Provision(ctx caddy.Context) error {
 		InitBalance:  s.InitBalance,
 		DefaultPrice: s.DefaultPrice,
 		InletCosts:   s.InletCosts,
+		MinHold:      s.MinHold,
 	})
+	resolver := identity.NewResolver(identity.Config{
+		OpenWebUI: s.OpenWebUI, SecretKey: s.WebUISecretKey, TTL: s.IdentityCacheTTL,
+	})
+	a.gate = edge.New(a.ledger, counter, resolver, edge.Config{
+		Enforce: s.Enforce, InjectUsage: s.InjectUsage, StripBackground: s.StripBackground,
+		HoldTTL: s.HoldTTL, MaxBodyBytes: s.MaxBodyBytes,
+	}, a.log)
+	if s.OpenWebUI == "" && s.WebUISecretKey == "" {
+		a.log.Warn("neither openwebui (OPENWEBUI_DOMAIN) nor webui_secret_key (WEBUI_SECRET_KEY) is set: model calls cannot be attributed to users and pass unmetered")
+	}
 	if s.APIKey == "" {
 		a.log.Warn("no api_key (API_KEY) is set: /api/v1/inlet and /api/v1/outlet refuse every call")
 	}
 	return nil
 }
 
-// Start implements caddy.App.
-func (a *App) Start() error { return nil }
+// Start begins releasing holds nobody settled in time.
+func (a *App) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stop = cancel
+	every := min(a.settings.HoldTTL/4, time.Minute)
+	go func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				if n, err := a.ledger.ExpireHolds(ctx, now); err != nil {
+					a.log.Error("releasing expired holds", "error", err)
+				} else if n > 0 {
+					a.log.Info("released expired holds", "count", n)
+				}
+			}
+		}
+	}()
+	return nil
+}
 
-// Stop implements caddy.App.
-func (a *App) Stop() error { return nil }
+// Stop ends the hold sweeper.
+func (a *App) Stop() error {
+	if a.stop != nil {
+		a.stop()
+	}
+	return nil
+}
 
 // Cleanup releases this config's hold on the store; the last holder closes it.
 func (a *App) Cleanup() error {

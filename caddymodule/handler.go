@@ -16,7 +16,8 @@ func init() {
 
 // Handler is the openwebui_monitor HTTP handler, placed in front of the
 // reverse_proxy to OpenWebUI. It answers the Usage Monitor function's
-// /api/v1/inlet and /api/v1/outlet and passes every other request on.
+// /api/v1/inlet and /api/v1/outlet, gates and meters model calls, and
+// passes every other request on untouched.
 type Handler struct {
 	app       *App
 	endpoints *function.Endpoints
@@ -48,7 +49,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.endpoints.ServeHTTP(w, r)
 		return nil
 	}
-	return next.ServeHTTP(w, r)
+	call, handled := h.app.gate.Begin(w, r)
+	if handled {
+		return nil
+	}
+	if call == nil {
+		return next.ServeHTTP(w, r)
+	}
+	mw := &meterWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, call: call}
+	// Deferred: reverse_proxy aborts an incomplete answer with a panic
+	// (http.ErrAbortHandler), and that call must be settled too.
+	defer func() {
+		mw.finish()
+		call.End()
+	}()
+	return next.ServeHTTP(mw, r)
 }
 
 // Interface guards

@@ -233,15 +233,16 @@ type Answer struct {
 	Estimated       bool // tokens were counted here, not reported by the provider
 
 	// Status is how the answer ended: store.StatusCompleted (the default),
-	// store.StatusCancelled (charged for what was produced), or
-	// store.StatusFailed (nothing produced: it costs nothing and releases
-	// whatever was taken in advance).
+	// store.StatusCancelled (charged for what was produced; free when
+	// nothing was), or store.StatusFailed (nothing produced: it costs
+	// nothing and releases whatever was taken in advance).
 	Status string
 
 	Source    string
 	Purpose   string
 	ChatID    string
 	MessageID string
+	Key       string // idempotency key; empty: Key(ChatID, MessageID)
 	Duration  time.Duration
 }
 
@@ -256,13 +257,18 @@ func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, erro
 		InputTokens: a.InputTokens, OutputTokens: a.OutputTokens,
 		CachedTokens: a.CachedTokens, ReasoningTokens: a.ReasoningTokens,
 		Estimated: a.Estimated, Source: a.Source, Purpose: a.Purpose,
-		ChatID: a.ChatID, MessageID: a.MessageID, Key: Key(a.ChatID, a.MessageID),
+		ChatID: a.ChatID, MessageID: a.MessageID, Key: a.Key,
 		Status: a.Status, DurationMS: a.Duration.Milliseconds(),
+	}
+	if rec.Key == "" {
+		rec.Key = Key(a.ChatID, a.MessageID)
 	}
 	if rec.Status == "" {
 		rec.Status = store.StatusCompleted
 	}
-	if rec.Status != store.StatusFailed {
+	// Failed answers, and calls cancelled before any output, cost nothing.
+	free := rec.Status == store.StatusFailed || (rec.Status == store.StatusCancelled && a.OutputTokens == 0)
+	if !free {
 		price, err := l.Price(ctx, a.Model, a.BaseModelID)
 		if err != nil {
 			return store.ChargeResult{}, err

@@ -1,0 +1,329 @@
+// Package edge is the gate and meter in front of OpenWebUI. For every
+// model call it identifies the user, reserves the call's estimated cost (or
+// refuses it with a 402 OpenWebUI shows in the chat), reads the answer as
+// it passes, and settles the reservation to the actual cost. Every other
+// request passes untouched, with no body read.
+package edge
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/openwebui-monitor/owmon/internal/identity"
+	"github.com/openwebui-monitor/owmon/internal/ledger"
+	"github.com/openwebui-monitor/owmon/internal/openwebui"
+	"github.com/openwebui-monitor/owmon/internal/store"
+	"github.com/openwebui-monitor/owmon/internal/tokens"
+)
+
+// Config says how the gate behaves.
+type Config struct {
+	Enforce         bool          // refuse calls the balance cannot cover
+	InjectUsage     bool          // ask for usage on streaming OpenAI-style calls
+	StripBackground bool          // keep API-key chats out of OpenWebUI's background mode
+	HoldTTL         time.Duration // when an unsettled hold is released
+	MaxBodyBytes    int64         // largest model-call body read
+}
+
+// Gate gates and meters model calls. It is safe for concurrent use.
+type Gate struct {
+	ledger   *ledger.Ledger
+	counter  *tokens.Counter
+	resolver *identity.Resolver
+	cfg      Config
+	log      *slog.Logger
+}
+
+// New returns a gate.
+func New(l *ledger.Ledger, counter *tokens.Counter, resolver *identity.Resolver, cfg Config, log *slog.Logger) *Gate {
+	return &Gate{ledger: l, counter: counter, resolver: resolver, cfg: cfg, log: log}
+}
+
+// Call is one model call on its way through the gate.
+type Call struct {
+	g          *Gate
+	ctx        context.Context
+	user       identity.User
+	kind       openwebui.RouteKind
+	path       string
+	req        openwebui.ModelRequest
+	prompt     int64
+	key        string
+	background bool // a web-UI chat: OpenWebUI answers it over the websocket
+	stripUsage bool // we asked for usage the client did not ask for
+	start      time.Time
+
+	status  int
+	meter   *openwebui.Meter
+	settled bool
+}
+
+// Begin decides what happens to a request. It returns the call to meter
+// (the request is rewritten for it), or nil to pass the request on
+// untouched; handled means Begin has answered the request itself.
+func (g *Gate) Begin(w http.ResponseWriter, r *http.Request) (call *Call, handled bool) {
+	kind, ok := openwebui.ClassifyRoute(r.Method, r.URL.Path)
+	if !ok {
+		return nil, false
+	}
+	token, _ := identity.Credential(r)
+	if token == "" {
+		return nil, false // OpenWebUI answers unauthenticated calls itself
+	}
+	user, err := g.resolver.Resolve(r.Context(), token)
+	if err != nil {
+		if !errors.Is(err, identity.ErrUnauthenticated) {
+			g.log.Warn("cannot identify a model call; passing it to OpenWebUI unmetered", "error", err)
+		}
+		return nil, false
+	}
+	c := &Call{g: g, ctx: r.Context(), user: user, kind: kind, path: r.URL.Path, start: time.Now()}
+	// Identity travels in the credential only; never let a client speak for OpenWebUI.
+	for name := range r.Header {
+		if strings.HasPrefix(name, "X-Openwebui-") {
+			r.Header.Del(name)
+		}
+	}
+	if kind.ReadsBody() {
+		body, status, err := g.readBody(w, r)
+		if err != nil {
+			writeJSONError(w, status, err.Error(), "invalid_request")
+			return nil, true
+		}
+		if c.req, err = openwebui.InspectRequest(kind, body); err != nil {
+			// OpenWebUI refuses what it cannot parse; there is nothing to meter.
+			setBody(r, body)
+			return nil, false
+		}
+		body = c.rewrite(body)
+		setBody(r, body)
+		c.prompt = c.req.PromptTokens(g.counter)
+	}
+	c.key = c.holdKey()
+	res, err := g.ledger.Hold(context.WithoutCancel(r.Context()), ledger.Hold{
+		User:  store.UserInfo{ID: user.ID, Email: user.Email, Name: user.Name, Role: user.Role},
+		Model: c.req.Model, PromptTokens: c.prompt,
+		Key: c.key, ChatID: c.req.ChatID, MessageID: c.req.MessageID,
+		Source: store.SourceEdge, Purpose: c.purpose(),
+		Enforce: g.cfg.Enforce, Expires: time.Now().Add(g.cfg.HoldTTL),
+	})
+	if err != nil {
+		g.log.Error("cannot place a hold", "error", err)
+		if !g.cfg.Enforce {
+			return nil, false
+		}
+		writeRefusal(w, http.StatusServiceUnavailable, "The usage monitor's database is unavailable; try again shortly.", "service_unavailable")
+		return nil, true
+	}
+	if !res.Allowed {
+		msg := fmt.Sprintf("Insufficient balance: %s left, and this request needs %s.", res.Balance, res.Amount)
+		if res.Blocked {
+			msg = "Your account may not use models at the moment; ask an administrator."
+		}
+		writeRefusal(w, http.StatusPaymentRequired, msg, "insufficient_balance")
+		return nil, true
+	}
+	// We read what comes back: ask for it uncompressed.
+	r.Header.Set("Accept-Encoding", "identity")
+	return c, false
+}
+
+// rewrite makes the body meterable: API-key chats leave background mode,
+// and streaming OpenAI-style calls ask for a usage report.
+func (c *Call) rewrite(body []byte) []byte {
+	if c.kind == openwebui.RouteChat {
+		hasBackground := c.req.SessionID != "" || c.req.ChatID != ""
+		switch {
+		case c.user.APIKey && hasBackground && c.g.cfg.StripBackground:
+			if b, changed := openwebui.StripBackgroundFields(body); changed {
+				body = b
+				c.req.SessionID, c.req.ChatID, c.req.MessageID = "", "", ""
+			}
+		case !c.user.APIKey && c.req.ChatID != "" && c.req.MessageID != "":
+			c.background = true // answered over the websocket; a report settles it
+		}
+	}
+	if c.g.cfg.InjectUsage && c.req.Stream && !c.req.IncludeUsage && openAIStyle(c.kind) {
+		if b, changed := openwebui.InjectIncludeUsage(body); changed {
+			body, c.stripUsage = b, true
+		}
+	}
+	return body
+}
+
+// holdKey is the idempotency key of the call's charge: the web-UI message,
+// so the function's outlet or a later tap settles the same record, or a
+// fresh random key.
+func (c *Call) holdKey() string {
+	if c.background {
+		return ledger.Key(c.req.ChatID, c.req.MessageID)
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "edge/" + hex.EncodeToString(b[:])
+}
+
+func (c *Call) purpose() string {
+	switch c.kind {
+	case openwebui.RouteTask:
+		// /api/v1/tasks/{purpose}/completions
+		rest := strings.TrimPrefix(strings.TrimPrefix(c.path, "/api/v1/tasks/"), "/api/task/")
+		if name, _, ok := strings.Cut(rest, "/"); ok {
+			return name
+		}
+		return "task"
+	case openwebui.RouteEmbeddings:
+		return "embeddings"
+	case openwebui.RouteImages:
+		return "images"
+	case openwebui.RouteAudio:
+		return "audio"
+	}
+	return "chat"
+}
+
+// Header sees the answer's status and headers before they are sent.
+func (c *Call) Header(status int, h http.Header) {
+	if status < 200 || c.status != 0 {
+		return // informational, or already seen
+	}
+	c.status = status
+	if ce := h.Get("Content-Encoding"); ce != "" && ce != "identity" {
+		return // compressed anyway: we cannot read it, the prompt estimate stands
+	}
+	format := openwebui.FormatFor(h.Get("Content-Type"))
+	strip := c.stripUsage && status < 300 && format == openwebui.FormatSSE
+	c.meter = openwebui.NewMeter(format, c.g.counter, c.req.Model, strip)
+	if strip {
+		h.Del("Content-Length") // we remove bytes
+	}
+}
+
+// Write observes a chunk of the answer and returns the bytes to send on.
+func (c *Call) Write(p []byte) []byte {
+	if c.meter == nil {
+		return p
+	}
+	return c.meter.Write(p)
+}
+
+// Close returns what the meter still held when the answer ended.
+func (c *Call) Close() []byte {
+	if c.meter == nil {
+		return nil
+	}
+	return c.meter.Close()
+}
+
+// End settles the call's hold to what the answer cost. It runs once, after
+// the answer ended, however it ended.
+func (c *Call) End() {
+	if c.settled {
+		return
+	}
+	c.settled = true
+	ctx := context.WithoutCancel(c.ctx)
+	a := ledger.Answer{
+		User:  store.UserInfo{ID: c.user.ID, Email: c.user.Email, Name: c.user.Name, Role: c.user.Role},
+		Model: c.req.Model, ChatID: c.req.ChatID, MessageID: c.req.MessageID,
+		Source: store.SourceEdge, Purpose: c.purpose(), Duration: time.Since(c.start),
+	}
+	a.Key = c.key
+	var usage openwebui.Usage
+	var reported, produced bool
+	if c.meter != nil {
+		usage, reported = c.meter.Usage()
+		produced = c.meter.Produced()
+	}
+	cancelled := c.ctx.Err() != nil
+	switch {
+	case c.status == 0 || c.status >= 400:
+		a.Status = store.StatusFailed // upstream error or no answer: release in full
+		if cancelled && c.status == 0 {
+			a.Status = store.StatusCancelled
+		}
+	case reported:
+		a.InputTokens, a.OutputTokens = usage.Input, usage.Output
+		a.CachedTokens, a.ReasoningTokens = usage.Cached, usage.Reasoning
+		if cancelled && !c.meter.Finished() {
+			a.Status = store.StatusCancelled
+		}
+	case c.background:
+		return // OpenWebUI answers over the websocket: the report or the expiry settles it
+	case produced:
+		a.InputTokens, a.OutputTokens, a.Estimated = c.prompt, c.meter.OutputTokens(), true
+		if cancelled {
+			a.Status = store.StatusCancelled // charged for what was produced
+		}
+	case cancelled:
+		a.Status = store.StatusCancelled // nothing produced: nothing charged
+	case c.kind == openwebui.RouteImages || c.kind == openwebui.RouteAudio || c.kind == openwebui.RouteEmbeddings:
+		a.InputTokens, a.Estimated = c.prompt, true // answered, without tokens to show
+	default:
+		a.Status = store.StatusFailed // an answer with nothing in it
+	}
+	if _, err := c.g.ledger.Charge(ctx, a); err != nil {
+		c.g.log.Error("cannot settle a model call; its hold is released when it expires", "error", err)
+	}
+}
+
+func (g *Gate) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
+	tooLarge := fmt.Errorf("request body is larger than the limit of %d bytes (max_body_size)", g.cfg.MaxBodyBytes)
+	if r.ContentLength > g.cfg.MaxBodyBytes {
+		return nil, http.StatusRequestEntityTooLarge, tooLarge
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return nil, http.StatusRequestEntityTooLarge, tooLarge
+	case err != nil:
+		return nil, http.StatusBadRequest, fmt.Errorf("request body could not be read: %v", err)
+	}
+	return buf.Bytes(), 0, nil
+}
+
+func setBody(r *http.Request, body []byte) {
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+}
+
+// writeRefusal answers in the shape OpenWebUI shows in the chat ("detail",
+// every version) and OpenAI clients understand ("error"). Never 401: that
+// logs OpenWebUI users out.
+func writeRefusal(w http.ResponseWriter, status int, msg, kind string) {
+	body, _ := json.Marshal(map[string]any{
+		"detail": msg,
+		"error":  map[string]string{"message": msg, "type": kind, "code": kind},
+	})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func writeJSONError(w http.ResponseWriter, status int, msg, kind string) {
+	writeRefusal(w, status, msg, kind)
+}
+
+// openAIStyle routes speak OpenAI's chat or completions API, where a
+// streaming answer reports usage only when asked to.
+func openAIStyle(k openwebui.RouteKind) bool {
+	return k == openwebui.RouteChat || k == openwebui.RouteOpenAI || k == openwebui.RouteTask
+}
