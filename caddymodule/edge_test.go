@@ -463,6 +463,21 @@ func TestEdgeClosesTheBackgroundLoophole(t *testing.T) {
 	if recs := e.records(t, "alice"); len(recs) != 1 || recs[0].Cost != money.Units(26) {
 		t.Fatalf("records %+v", recs)
 	}
+	// The edge named the message; when OpenWebUI runs the function's outlet
+	// for that API call, the outlet finds the charge instead of charging again.
+	sent := e.owui.Requests()
+	msgID := gjson.GetBytes(sent[len(sent)-1].Body, "id").Str
+	if msgID == "" || gjson.GetBytes(sent[len(sent)-1].Body, "chat_id").Exists() {
+		t.Fatalf("OpenWebUI got %s", sent[len(sent)-1].Body)
+	}
+	status, ans, err := post(e.url+"/api/v1/outlet", `{"user":{"id":"alice"},"body":{"model":"gpt-4o","id":"`+msgID+`",
+		"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Hello","usage":{"prompt_tokens":12,"completion_tokens":7}}]}}`)
+	if err != nil || status != 200 || gjson.GetBytes(ans, "totalCost").Raw != "26" || gjson.GetBytes(ans, "newBalance").Raw != "74" {
+		t.Fatalf("outlet %d %s %v", status, ans, err)
+	}
+	if recs := e.records(t, "alice"); len(recs) != 1 {
+		t.Fatalf("the outlet charged again: %+v", recs)
+	}
 	// The web UI (a JWT) keeps background mode: its hold waits for a report.
 	resp = e.do(t, context.Background(), "/api/chat/completions", e.jwt, webUI)
 	b, _ = io.ReadAll(resp.Body)
@@ -474,7 +489,7 @@ func TestEdgeClosesTheBackgroundLoophole(t *testing.T) {
 		t.Fatalf("pending holds %+v", pending)
 	}
 	// The function's outlet for that message settles the hold: one record.
-	status, ans, err := post(e.url+"/api/v1/outlet", `{"user":{"id":"alice"},"body":{"model":"gpt-4o","chat_id":"chat-1","id":"msg-1",
+	status, ans, err = post(e.url+"/api/v1/outlet", `{"user":{"id":"alice"},"body":{"model":"gpt-4o","chat_id":"chat-1","id":"msg-1",
 		"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Hello","usage":{"prompt_tokens":30,"completion_tokens":10}}]}}`)
 	if err != nil || status != 200 || gjson.GetBytes(ans, "totalCost").Raw != "50" {
 		t.Fatalf("outlet %d %s %v", status, ans, err)
@@ -535,5 +550,24 @@ func TestEdgeMonitorModeNeverRefuses(t *testing.T) {
 	waitSettled(t, e.st, "alice")
 	if bal := e.balance(t, "alice"); bal != money.Units(-26) {
 		t.Fatalf("balance %s", bal)
+	}
+}
+
+// TestEdgeReleasesUnreportedWebUIHolds: a web-UI answer that no report ever
+// settles gives its hold back after hold_ttl.
+func TestEdgeReleasesUnreportedWebUIHolds(t *testing.T) {
+	e := startEdge(t, sqliteDB(t), "hold_ttl 1s")
+	resp := e.do(t, context.Background(), "/api/chat/completions", e.jwt,
+		`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}],"session_id":"s","chat_id":"c","id":"m"}`)
+	resp.Body.Close()
+	if bal := e.balance(t, "alice"); bal >= money.Units(100) {
+		t.Fatalf("no hold placed: balance %s", bal)
+	}
+	waitSettled(t, e.st, "alice")
+	if bal := e.balance(t, "alice"); bal != money.Units(100) {
+		t.Fatalf("balance %s after the hold expired", bal)
+	}
+	if recs := e.records(t, "alice"); len(recs) != 1 || recs[0].Status != "expired" || recs[0].Cost != 0 {
+		t.Fatalf("records %+v", recs)
 	}
 }

@@ -20,6 +20,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+
 	"github.com/openwebui-monitor/owmon/internal/identity"
 	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/openwebui"
@@ -153,6 +156,16 @@ func (c *Call) rewrite(body []byte) []byte {
 		case !c.user.APIKey && c.req.ChatID != "" && c.req.MessageID != "":
 			c.background = true // answered over the websocket; a report settles it
 		}
+		if c.user.APIKey && c.req.ChatID == "" && c.req.MessageID == "" {
+			// Name the message, as the web UI does: OpenWebUI (0.10+) hands
+			// this id to the function's outlet, which then finds the charge
+			// made here instead of charging again. Without a chat id it
+			// stays a synchronous call.
+			if b, err := sjson.SetBytes(body, "id", newID()); err == nil {
+				body = b
+				c.req.MessageID = gjson.GetBytes(b, "id").Str
+			}
+		}
 	}
 	if c.g.cfg.InjectUsage && c.req.Stream && !c.req.IncludeUsage && openAIStyle(c.kind) {
 		if b, changed := openwebui.InjectIncludeUsage(body); changed {
@@ -162,16 +175,19 @@ func (c *Call) rewrite(body []byte) []byte {
 	return body
 }
 
-// holdKey is the idempotency key of the call's charge: the web-UI message,
-// so the function's outlet or a later tap settles the same record, or a
-// fresh random key.
+// holdKey is the idempotency key of the call's charge: its message, so the
+// function's outlet or a later tap finds the same record, or a fresh key.
 func (c *Call) holdKey() string {
-	if c.background {
+	if c.req.MessageID != "" {
 		return ledger.Key(c.req.ChatID, c.req.MessageID)
 	}
+	return "edge/" + newID()
+}
+
+func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return "edge/" + hex.EncodeToString(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func (c *Call) purpose() string {
@@ -259,7 +275,7 @@ func (c *Call) End() {
 		if cancelled && !c.meter.Finished() {
 			a.Status = store.StatusCancelled
 		}
-	case c.background:
+	case c.background && !produced:
 		return // OpenWebUI answers over the websocket: the report or the expiry settles it
 	case produced:
 		a.InputTokens, a.OutputTokens, a.Estimated = c.prompt, c.meter.OutputTokens(), true
