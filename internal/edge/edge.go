@@ -113,6 +113,11 @@ func (g *Gate) Begin(w http.ResponseWriter, r *http.Request) (call *Call, handle
 		setBody(r, body)
 		c.prompt = c.req.PromptTokens(g.counter)
 	}
+	if c.req.Model == "" {
+		// Uploads name their model inside a multipart form we do not read:
+		// they are priced (per message) under the purpose's name.
+		c.req.Model = c.purpose()
+	}
 	c.key = c.holdKey()
 	res, err := g.ledger.Hold(context.WithoutCancel(r.Context()), ledger.Hold{
 		User:  store.UserInfo{ID: user.ID, Email: user.Email, Name: user.Name, Role: user.Role},
@@ -201,9 +206,9 @@ func (c *Call) purpose() string {
 		return "task"
 	case openwebui.RouteEmbeddings:
 		return "embeddings"
-	case openwebui.RouteImages:
+	case openwebui.RouteImages, openwebui.RouteImageUpload:
 		return "images"
-	case openwebui.RouteAudio:
+	case openwebui.RouteAudio, openwebui.RouteAudioUpload:
 		return "audio"
 	}
 	return "chat"
@@ -272,8 +277,13 @@ func (c *Call) End() {
 	case reported:
 		a.InputTokens, a.OutputTokens = usage.Input, usage.Output
 		a.CachedTokens, a.ReasoningTokens = usage.Cached, usage.Reasoning
-		if cancelled && !c.meter.Finished() {
-			a.Status = store.StatusCancelled
+		if !c.meter.Finished() {
+			// Cut short: an early report (Anthropic's message_start says
+			// 1 output token) may trail what was produced.
+			a.OutputTokens = max(a.OutputTokens, c.meter.OutputTokens())
+			if cancelled {
+				a.Status = store.StatusCancelled
+			}
 		}
 	case c.background && !produced:
 		return // OpenWebUI answers over the websocket: the report or the expiry settles it
@@ -284,7 +294,7 @@ func (c *Call) End() {
 		}
 	case cancelled:
 		a.Status = store.StatusCancelled // nothing produced: nothing charged
-	case c.kind == openwebui.RouteImages || c.kind == openwebui.RouteAudio || c.kind == openwebui.RouteEmbeddings:
+	case c.purpose() == "images" || c.purpose() == "audio" || c.purpose() == "embeddings":
 		a.InputTokens, a.Estimated = c.prompt, true // answered, without tokens to show
 	default:
 		a.Status = store.StatusFailed // an answer with nothing in it

@@ -101,10 +101,15 @@ type Meter struct {
 	skipping bool // the line is too long: forwarded, not observed
 	crEnd    bool // the last line ended in '\r': a '\n' next belongs to it
 	crDrop   bool // and that line was dropped
-	started  bool // a line was seen (for a leading BOM)
+	// A line ended in a lone '\r'. Nothing is dropped after that: a
+	// dropped line could otherwise join such a '\r' to a later '\n' and
+	// merge two line endings. Streams use "\n" or "\r\n" in practice.
+	loneCR  bool
+	started bool // a line was seen (for a leading BOM)
 	// SSE event state for stripping.
 	eventStart bool // the next line begins an event
 	dropBlank  bool // the blank line ending a dropped event is due
+	eventData  bool // the event has a data line already: keep the rest
 	out        []byte
 
 	doc     []byte // FormatJSON: the document, or its tail once over maxDocLen
@@ -141,8 +146,8 @@ func NewMeter(f Format, counter *tokens.Counter, model string, stripUsage bool) 
 
 // Write observes p, the next bytes of the answer, and returns the bytes to
 // forward now. Without stripping that is p itself. When stripping it is p
-// less any dropped usage chunk, with the end of a line held back from
-// earlier writes in front and an incomplete last line held back; the
+// less any dropped usage chunk, with a line held back by earlier writes in
+// front and an incomplete last line held back for the next; the
 // returned slice may be the Meter's own buffer, valid until the next call.
 // Every byte written is returned exactly once, in order, by Write or Close.
 func (m *Meter) Write(p []byte) []byte {
@@ -230,6 +235,8 @@ func (m *Meter) scan(p []byte) []byte {
 				cut(0, 1)
 			}
 			i = 1
+		} else {
+			m.loneCR = true
 		}
 	}
 	tail := len(p) // p[tail:] is held back
@@ -284,6 +291,9 @@ func (m *Meter) scan(p []byte) []byte {
 		if crLast {
 			m.crEnd, m.crDrop = true, drop
 		}
+		if !crLast && next == end+1 && rest[end] == '\r' {
+			m.loneCR = true
+		}
 		i += next
 	}
 	if !m.strip {
@@ -334,7 +344,7 @@ func (m *Meter) releasePart() {
 // longLine notes a line too long to observe.
 func (m *Meter) longLine() {
 	m.started = true
-	m.eventStart, m.dropBlank = false, false
+	m.eventStart, m.dropBlank, m.eventData = false, false, true
 }
 
 // line observes one complete line (without its ending) and says whether to
@@ -350,7 +360,7 @@ func (m *Meter) line(l []byte) bool {
 	}
 	if len(l) == 0 {
 		drop := m.dropBlank
-		m.eventStart, m.dropBlank = true, false
+		m.eventStart, m.dropBlank, m.eventData = true, false, false
 		return drop
 	}
 	first := m.eventStart
@@ -359,12 +369,16 @@ func (m *Meter) line(l []byte) bool {
 	if !ok {
 		return false // a comment, event:, id: or retry:
 	}
-	if m.observe(data) && m.strip {
+	// A data line is dropped only as the first of its event: later ones
+	// belong to a multi-line data field. (One after it cannot be waited
+	// for; OpenAI-style streams send a single data line an event.)
+	if m.observe(data) && m.strip && !m.loneCR && !m.eventData {
 		// Drop the event's blank line too, unless lines of the event
 		// were already forwarded: they need it to end.
 		m.dropBlank = first
 		return true
 	}
+	m.eventData = true
 	return false
 }
 

@@ -80,7 +80,167 @@ func FuzzMeter(f *testing.F) {
 				}
 			}
 		}
+
+		// The same bytes as a recipe for a plausible SSE stream, to reach
+		// the stripping paths: what a client dispatches must be what it
+		// would have, less usage-only events.
+		sse := synthSSE(in)
+		whole := feed(t, FormatSSE, true, [][]byte{sse})
+		var parts [][]byte
+		for rest := sse; len(rest) > 0; {
+			n := 1 + r.IntN(len(rest))
+			parts = append(parts, rest[:n])
+			rest = rest[n:]
+		}
+		if split := feed(t, FormatSSE, true, parts); split != whole {
+			t.Fatalf("stream %q: split input gives\n%v\nwhole input gives\n%v", sse, split, whole)
+		}
+		inEvents, outEvents := sseEvents(sse), sseEvents([]byte(whole.out))
+		var kept []string
+		for _, e := range inEvents {
+			if !usageOnlyData(e) {
+				kept = append(kept, e)
+			}
+		}
+		if !subsequence(kept, outEvents) || !subsequence(outEvents, inEvents) {
+			t.Fatalf("stream %q\nstripped to %q:\nevents %q\nbecame %q", sse, whole.out, inEvents, outEvents)
+		}
+		if !small && !hasLoneCR(sse) && len(outEvents) != len(kept) {
+			t.Fatalf("stream %q\nstripped to %q kept usage events: %q", sse, whole.out, outEvents)
+		}
 	})
+}
+
+// synthSSE builds an SSE stream from recipe bytes: each picks an event and
+// its line ending.
+func synthSSE(recipe []byte) []byte {
+	const usage = `{"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}`
+	const content = `{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}`
+	var b []byte
+	for i, c := range recipe[:min(len(recipe), 64)] {
+		nl := [...]string{"\n", "\r\n", "\n", "\r"}[c>>6]
+		line := func(s string) { b = append(append(b, s...), nl...) }
+		switch c & 15 {
+		case 0:
+			line("data: " + usage)
+			line("")
+		case 1:
+			line("data: " + content)
+			line("")
+		case 2:
+			line("event: chunk")
+			line("data: " + usage)
+			line("")
+		case 3:
+			line(": keep-alive")
+			line("")
+		case 4:
+			line("data: [DONE]")
+			line("")
+		case 5:
+			line("")
+		case 6:
+			line(`data: {"sources": [{"source": {"id": "f1"}}]}`)
+			line("")
+		case 7:
+			line("data: " + usage)
+			line("id: 7")
+			line("")
+		case 8:
+			line("id: 5")
+			line("data:" + usage)
+			line("")
+		case 9:
+			line(`data: {"choices":[{"delta":{}}],"usage":{"prompt_tokens":1}}`)
+			line("")
+		case 10:
+			line(`data: {"choices":[],"usage":{"prompt_tokens":1}`) // invalid JSON
+			line("")
+		case 11:
+			line("data: " + usage + "  ")
+			line("")
+		case 12:
+			line(`data: {"choices":[],"usage":null}`)
+			line("")
+		case 13:
+			if i == 0 {
+				b = append(b, bom...)
+			}
+			line("data: " + usage)
+			line("")
+		case 14:
+			line(`data: {"type":"message_delta","usage":{"output_tokens":3}}`)
+			line("")
+		case 15:
+			b = append(b, "data: "+usage[:int(c>>4)*7]...) // cut short
+		}
+	}
+	return b
+}
+
+// sseEvents parses an event stream as a client does and returns the data of
+// each event it dispatches.
+func sseEvents(b []byte) []string {
+	b = bytes.TrimPrefix(b, bom)
+	var events []string
+	var data []byte
+	hasData := false
+	for len(b) > 0 {
+		n := bytes.IndexAny(b, "\r\n")
+		if n < 0 {
+			break // an unfinished line is never dispatched
+		}
+		l := b[:n]
+		if b[n] == '\r' && n+1 < len(b) && b[n+1] == '\n' {
+			n++
+		}
+		b = b[n+1:]
+		if len(l) == 0 {
+			if hasData {
+				events = append(events, string(data))
+			}
+			data, hasData = data[:0], false
+			continue
+		}
+		field, value, _ := bytes.Cut(l, []byte(":"))
+		value = bytes.TrimPrefix(value, []byte(" "))
+		if string(field) == "data" {
+			if hasData {
+				data = append(data, '\n')
+			}
+			data, hasData = append(data, value...), true
+		}
+	}
+	return events
+}
+
+func usageOnlyData(data string) bool {
+	data = string(bytes.TrimSpace([]byte(data)))
+	if !gjson.Valid(data) {
+		return false
+	}
+	u, c := gjson.Get(data, "usage"), gjson.Get(data, "choices")
+	return u.Exists() && u.Type != gjson.Null && c.IsArray() && len(c.Array()) == 0
+}
+
+// subsequence reports whether sub is a subsequence of all.
+func subsequence(sub, all []string) bool {
+	i := 0
+	for _, s := range all {
+		if i < len(sub) && sub[i] == s {
+			i++
+		}
+	}
+	return i == len(sub)
+}
+
+func hasLoneCR(b []byte) bool {
+	for i, c := range b {
+		if c == '\r' && (i+1 == len(b) || b[i+1] != '\n') {
+			return true
+		}
+	}
+	return false
 }
 
 // linesRemoved reports whether out is in with some whole SSE lines (with
