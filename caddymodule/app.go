@@ -86,6 +86,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		DefaultPrice: s.DefaultPrice,
 		InletCosts:   s.InletCosts,
 		MinHold:      s.MinHold,
+		// SQLite has one writer, in this process: holds can live in memory.
+		LocalHolds: a.store.Kind() == "sqlite",
 	})
 	resolver := identity.NewResolver(identity.Config{
 		OpenWebUI: s.OpenWebUI, SecretKey: s.WebUISecretKey, TTL: s.IdentityCacheTTL,
@@ -135,8 +137,12 @@ func (a *App) Stop() error {
 	return nil
 }
 
-// Cleanup releases this config's hold on the store; the last holder closes it.
+// Cleanup waits for this config's settlements, then releases its hold on
+// the store; the last holder closes it.
 func (a *App) Cleanup() error {
+	if a.gate != nil {
+		a.gate.Wait()
+	}
 	if a.storeKey == "" {
 		return nil
 	}

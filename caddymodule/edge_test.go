@@ -161,6 +161,23 @@ func waitSettled(t *testing.T, st store.Store, user string) {
 	}
 }
 
+// waitRecords waits until the user has at least n records and no pending
+// hold: settlements are written just after the answer.
+func (e *edgeEnv) waitRecords(t *testing.T, user string, n int) []row {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		recs := e.records(t, user)
+		if len(recs) >= n && len(edgeRecords(t, e.st, user)) == 0 {
+			return recs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has %d records (want %d) or pending holds", user, len(recs), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // readSSE reads a stream's data lines, with the time each arrived.
 func readSSE(t *testing.T, resp *http.Response) (data []string, at []time.Time) {
 	t.Helper()
@@ -212,7 +229,7 @@ func TestEdgeMetersStreamingChat(t *testing.T) {
 				if spread := contentAt[len(contentAt)-1].Sub(contentAt[0]); spread < 300*time.Millisecond {
 					t.Fatalf("4 chunks 150ms apart arrived within %v", spread)
 				}
-				waitSettled(t, e.st, "alice")
+				e.waitRecords(t, "alice", i+1)
 				// 12 input tokens at 1 + 7 output tokens at 2 = 26 per call.
 				if got, want := e.balance(t, "alice"), money.Units(100-26*int64(i+1)); got != want {
 					t.Fatalf("balance %s, want %s", got, want)
@@ -254,8 +271,7 @@ func TestEdgeMetersEveryAnswerShape(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(string(b), "Hello") {
 			t.Fatalf("%s: %d %s", c.name, resp.StatusCode, b)
 		}
-		waitSettled(t, e.st, "alice")
-		recs := e.records(t, "alice")
+		recs := e.waitRecords(t, "alice", i+1)
 		if len(recs) != i+1 {
 			t.Fatalf("%s: %d records", c.name, len(recs))
 		}
@@ -277,8 +293,7 @@ func TestEdgeCountsWhenNoUsageIsReported(t *testing.T) {
 	resp := e.do(t, context.Background(), "/api/chat/completions", e.key, fmt.Sprintf(chatBody, true))
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	waitSettled(t, e.st, "alice")
-	recs := e.records(t, "alice")
+	recs := e.waitRecords(t, "alice", 1)
 	if len(recs) != 1 || !recs[0].Estimated || recs[0].In < 10 || recs[0].Out < 5 || recs[0].Status != "completed" {
 		t.Fatalf("records %+v", recs)
 	}
@@ -353,7 +368,7 @@ func TestEdgeHoldsBoundConcurrentSpending(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			waitSettled(t, e.st, "alice")
+			e.waitRecords(t, "alice", int(ok.Load()))
 			reached := len(e.provider.Requests())
 			if reached > 11 || ok.Load() != int64(reached) || ok.Load()+refused.Load() != 50 {
 				t.Fatalf("%d reached the provider, %d ok, %d refused", reached, ok.Load(), refused.Load())
@@ -377,7 +392,7 @@ func TestEdgeSettlesFailures(t *testing.T) {
 		if resp.StatusCode != 500 {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
-		waitSettled(t, e.st, "alice")
+		e.waitRecords(t, "alice", 1)
 		if bal := e.balance(t, "alice"); bal != start {
 			t.Fatalf("balance %s after an upstream error, want %s", bal, start)
 		}
@@ -404,7 +419,7 @@ func TestEdgeSettlesFailures(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		cancel()
 		<-done
-		waitSettled(t, e.st, "alice")
+		e.waitRecords(t, "alice", 2)
 		e.provider.Release()
 		if bal := e.balance(t, "alice"); bal != start {
 			t.Fatalf("balance %s after a cancel before output, want %s", bal, start)
@@ -434,8 +449,7 @@ func TestEdgeSettlesFailures(t *testing.T) {
 		}
 		cancel()
 		resp.Body.Close()
-		waitSettled(t, e.st, "alice")
-		recs := e.records(t, "alice")
+		recs := e.waitRecords(t, "alice", 3)
 		last := recs[len(recs)-1]
 		if last.Status != "cancelled" || !last.Estimated || last.Out < 4 || last.Out >= 40 || last.Cost <= 0 {
 			t.Fatalf("record %+v", last)
@@ -459,8 +473,7 @@ func TestEdgeClosesTheBackgroundLoophole(t *testing.T) {
 	if !strings.Contains(string(b), "[DONE]") || len(e.owui.Background()) != 0 {
 		t.Fatalf("API-key call ran in the background: %s", b)
 	}
-	waitSettled(t, e.st, "alice")
-	if recs := e.records(t, "alice"); len(recs) != 1 || recs[0].Cost != money.Units(26) {
+	if recs := e.waitRecords(t, "alice", 1); len(recs) != 1 || recs[0].Cost != money.Units(26) {
 		t.Fatalf("records %+v", recs)
 	}
 	// The edge named the message; when OpenWebUI runs the function's outlet
@@ -547,7 +560,7 @@ func TestEdgeMonitorModeNeverRefuses(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("monitor mode refused: %d", resp.StatusCode)
 	}
-	waitSettled(t, e.st, "alice")
+	e.waitRecords(t, "alice", 1)
 	if bal := e.balance(t, "alice"); bal != money.Units(-26) {
 		t.Fatalf("balance %s", bal)
 	}

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/openwebui-monitor/owmon/internal/identity"
 	"github.com/openwebui-monitor/owmon/internal/ledger"
+	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/openwebui"
 	"github.com/openwebui-monitor/owmon/internal/store"
 	"github.com/openwebui-monitor/owmon/internal/tokens"
@@ -46,7 +48,12 @@ type Gate struct {
 	resolver *identity.Resolver
 	cfg      Config
 	log      *slog.Logger
+
+	settling sync.WaitGroup // settlements under way
 }
+
+// Wait returns once every settlement under way has been written.
+func (g *Gate) Wait() { g.settling.Wait() }
 
 // New returns a gate.
 func New(l *ledger.Ledger, counter *tokens.Counter, resolver *identity.Resolver, cfg Config, log *slog.Logger) *Gate {
@@ -70,6 +77,7 @@ type Call struct {
 	status  int
 	meter   *openwebui.Meter
 	settled bool
+	local   money.Amount // a local hold to give back once charged
 }
 
 // Begin decides what happens to a request. It returns the call to meter
@@ -125,6 +133,7 @@ func (g *Gate) Begin(w http.ResponseWriter, r *http.Request) (call *Call, handle
 		Key: c.key, ChatID: c.req.ChatID, MessageID: c.req.MessageID,
 		Source: store.SourceEdge, Purpose: c.purpose(),
 		Enforce: g.cfg.Enforce, Expires: time.Now().Add(g.cfg.HoldTTL),
+		Settled: !c.background,
 	})
 	if err != nil {
 		g.log.Error("cannot place a hold", "error", err)
@@ -133,6 +142,9 @@ func (g *Gate) Begin(w http.ResponseWriter, r *http.Request) (call *Call, handle
 		}
 		writeRefusal(w, http.StatusServiceUnavailable, "The usage monitor's database is unavailable; try again shortly.", "service_unavailable")
 		return nil, true
+	}
+	if res.Local {
+		c.local = res.Amount
 	}
 	if !res.Allowed {
 		msg := fmt.Sprintf("Insufficient balance: %s left, and this request needs %s.", res.Balance, res.Amount)
@@ -299,9 +311,18 @@ func (c *Call) End() {
 	default:
 		a.Status = store.StatusFailed // an answer with nothing in it
 	}
-	if _, err := c.g.ledger.Charge(ctx, a); err != nil {
-		c.g.log.Error("cannot settle a model call; its hold is released when it expires", "error", err)
-	}
+	// The answer is out: settle in the background, so the connection is
+	// free for the client's next request while the charge is written.
+	c.g.settling.Add(1)
+	go func() {
+		defer c.g.settling.Done()
+		if _, err := c.g.ledger.Charge(ctx, a); err != nil {
+			c.g.log.Error("cannot settle a model call; its hold is released when it expires", "error", err)
+		}
+		if c.local > 0 {
+			c.g.ledger.ReleaseLocal(c.user.ID, c.local)
+		}
+	}()
 }
 
 func (g *Gate) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {

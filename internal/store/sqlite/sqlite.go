@@ -35,10 +35,6 @@ import (
 	"github.com/openwebui-monitor/owmon/migrations"
 )
 
-// maxAttempts bounds the retries of a transaction that lost a race for an
-// idempotency key (which a single writer should never see).
-const maxAttempts = 10
-
 const (
 	commonPragmas = "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
 		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
@@ -51,14 +47,18 @@ type Store struct {
 	w *sql.DB // the single writer connection
 	r *sql.DB // read-only connections for reads outside write transactions
 
-	// gate queues writers in arrival order. database/sql hands a busy
-	// connection to a random waiter, which under load leaves some writers
-	// waiting far longer than others; blocked channel senders are served
-	// first come, first served.
-	gate chan struct{}
+	// ops feeds the one goroutine that writes. database/sql would hand the
+	// writer connection to a random waiter, which under load left some
+	// writes waiting far longer than others; blocked channel senders are
+	// served first come, first served.
+	ops        chan *writeOp
+	closed     chan struct{}
+	closeOnce  sync.Once
+	writerDone chan struct{}
 
-	stmts  sync.Map // SQL text → *sql.Stmt prepared on the writer
-	missed []string // statements to prepare once the writer is free; guarded by gate
+	stmts     sync.Map // SQL text → *sql.Stmt prepared on the writer
+	readStmts sync.Map // SQL text → *sql.Stmt prepared on the readers
+	missed    []string // statements to prepare once the writer is free; writer goroutine only
 }
 
 var _ store.Store = (*Store)(nil)
@@ -94,24 +94,24 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, err
 	}
-	s := &Store{w: w, r: w, gate: make(chan struct{}, 1)}
-	if memory {
-		return s, nil
+	s := &Store{w: w, r: w, ops: make(chan *writeOp), closed: make(chan struct{}), writerDone: make(chan struct{})}
+	if !memory {
+		r, err := sql.Open("sqlite", path+"?"+readerParams)
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("sqlite: %w", err)
+		}
+		n := max(4, runtime.NumCPU())
+		r.SetMaxOpenConns(n)
+		r.SetMaxIdleConns(n)
+		if err := r.PingContext(ctx); err != nil {
+			r.Close()
+			w.Close()
+			return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)
+		}
+		s.r = r
 	}
-	r, err := sql.Open("sqlite", path+"?"+readerParams)
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlite: %w", err)
-	}
-	n := max(4, runtime.NumCPU())
-	r.SetMaxOpenConns(n)
-	r.SetMaxIdleConns(n)
-	if err := r.PingContext(ctx); err != nil {
-		r.Close()
-		w.Close()
-		return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)
-	}
-	s.r = r
+	go s.writer()
 	return s, nil
 }
 
@@ -136,14 +136,18 @@ func (s *Store) DB() *sql.DB { return s.r }
 
 // Close closes the connections.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
+	<-s.writerDone // the batch under way finishes first
 	var err error
 	if s.r != s.w {
 		err = s.r.Close()
 	}
-	s.stmts.Range(func(_, st any) bool {
-		st.(*sql.Stmt).Close()
-		return true
-	})
+	for _, m := range []*sync.Map{&s.stmts, &s.readStmts} {
+		m.Range(func(_, st any) bool {
+			st.(*sql.Stmt).Close()
+			return true
+		})
+	}
 	return errors.Join(err, s.w.Close())
 }
 
@@ -189,38 +193,110 @@ func nullKey(k string) *string {
 // errRace means an insert lost the race for its idempotency key.
 var errRace = errors.New("sqlite: lost the race for an idempotency key")
 
-// lock takes the writer's turn; the returned func gives it back.
-func (s *Store) lock(ctx context.Context) (func(), error) {
+// writeOp is one write waiting for the writer.
+type writeOp struct {
+	ctx  context.Context
+	fn   func(ctx context.Context, tx wtx) error
+	done chan error
+}
+
+// maxBatch bounds how many writes share one transaction.
+const maxBatch = 64
+
+// errClosed reports a write after Close.
+var errClosed = errors.New("sqlite: store closed")
+
+// write runs fn in a write transaction and returns its result once that
+// transaction has committed. Writes that wait at the same time share one
+// transaction (group commit), each inside its own savepoint, so one
+// failing write undoes only itself: under load the WAL is written once per
+// batch instead of once per write. Waiting writes are served in arrival
+// order.
+func write[T any](ctx context.Context, s *Store, fn func(ctx context.Context, tx wtx) (T, error)) (T, error) {
+	var v T
+	op := &writeOp{ctx: ctx, done: make(chan error, 1)}
+	op.fn = func(ctx context.Context, tx wtx) error {
+		var err error
+		v, err = fn(ctx, tx)
+		return err
+	}
 	select {
-	case s.gate <- struct{}{}:
-		return func() { <-s.gate }, nil
+	case s.ops <- op:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return v, ctx.Err()
+	case <-s.closed:
+		return v, errClosed
+	}
+	err := <-op.done
+	return v, err
+}
+
+// writer runs the writes, batch by batch, until the store closes.
+func (s *Store) writer() {
+	defer close(s.writerDone)
+	batch := make([]*writeOp, 0, maxBatch)
+	for {
+		select {
+		case <-s.closed:
+			return
+		case op := <-s.ops:
+			batch = append(batch[:0], op)
+		}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case op := <-s.ops:
+				batch = append(batch, op)
+			default:
+				break drain
+			}
+		}
+		s.runBatch(batch)
 	}
 }
 
-// retry runs fn, in the writer's turn, until it does not lose a race.
-func retry[T any](ctx context.Context, s *Store, fn func() (T, error)) (T, error) {
-	var (
-		v   T
-		err error
-	)
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		unlock, lerr := s.lock(ctx)
-		if lerr != nil {
-			return v, lerr
+func (s *Store) runBatch(batch []*writeOp) {
+	ctx := context.Background()
+	errs := make([]error, len(batch))
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		for _, op := range batch {
+			op.done <- err
 		}
-		v, err = fn()
-		s.prepareMissed(ctx)
-		unlock()
-		if err == nil || !errors.Is(err, errRace) {
-			return v, err
-		}
-		if ctx.Err() != nil {
-			return v, ctx.Err()
-		}
+		return
 	}
-	return v, fmt.Errorf("sqlite: gave up after %d attempts: %w", maxAttempts, err)
+	t := wtx{tx, s}
+	committed := 0
+	for i, op := range batch {
+		if err := op.ctx.Err(); err != nil {
+			errs[i] = err // gave up waiting: never started
+			continue
+		}
+		// Once started, a write finishes: money must not move halfway.
+		opCtx := context.WithoutCancel(op.ctx)
+		if _, err := t.ExecContext(ctx, "SAVEPOINT write"); err != nil {
+			errs[i] = err
+			continue
+		}
+		if errs[i] = op.fn(opCtx, t); errs[i] != nil {
+			_, _ = t.ExecContext(ctx, "ROLLBACK TO write")
+		} else {
+			committed++
+		}
+		_, _ = t.ExecContext(ctx, "RELEASE write")
+	}
+	if committed == 0 {
+		err = tx.Rollback()
+	} else {
+		err = tx.Commit()
+	}
+	s.prepareMissed(ctx)
+	for i, op := range batch {
+		if errs[i] == nil && err != nil {
+			errs[i] = err
+		}
+		op.done <- errs[i]
+	}
 }
 
 // wtx is a write transaction whose statements are prepared once per
@@ -228,11 +304,6 @@ func retry[T any](ctx context.Context, s *Store, fn func() (T, error)) (T, error
 type wtx struct {
 	*sql.Tx
 	s *Store
-}
-
-func (s *Store) begin(ctx context.Context) (wtx, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
-	return wtx{tx, s}, err
 }
 
 // prepared returns the writer's prepared statement for query, or nil the
@@ -258,6 +329,23 @@ func (s *Store) prepareMissed(ctx context.Context) {
 		}
 	}
 	s.missed = s.missed[:0]
+}
+
+// read runs a hot one-row query on the readers, prepared once per store
+// (database/sql prepares it again on each reader connection as needed).
+func (s *Store) read(ctx context.Context, query string, args ...any) *sql.Row {
+	if st, ok := s.readStmts.Load(query); ok {
+		return st.(*sql.Stmt).QueryRowContext(ctx, args...)
+	}
+	st, err := s.r.PrepareContext(ctx, query)
+	if err != nil {
+		return s.r.QueryRowContext(ctx, query, args...) // reports the error
+	}
+	if prev, loaded := s.readStmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		st = prev.(*sql.Stmt)
+	}
+	return st.QueryRowContext(ctx, args...)
 }
 
 func (t wtx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
@@ -330,13 +418,13 @@ func (s *Store) UpsertUser(ctx context.Context, u store.UserInfo, initial money.
 	if u.ID == "" {
 		return store.User{}, errors.New("sqlite: user without an id")
 	}
-	return retry(ctx, s, func() (store.User, error) {
-		return s.upsertUser(ctx, u, initial)
+	return write(ctx, s, func(ctx context.Context, tx wtx) (store.User, error) {
+		return upsertUser(ctx, tx, u, initial)
 	})
 }
 
-func (s *Store) upsertUser(ctx context.Context, u store.UserInfo, initial money.Amount) (store.User, error) {
-	return scanUser(s.w.QueryRowContext(ctx, `
+func upsertUser(ctx context.Context, tx wtx, u store.UserInfo, initial money.Amount) (store.User, error) {
+	return scanUser(tx.QueryRowContext(ctx, `
 		INSERT INTO users (id, email, name, role, balance, initial_balance, created_at, updated_at)
 		VALUES ($1, $2, $3, COALESCE(NULLIF($4, ''), 'user'), $5, $5, $6, $6)
 		ON CONFLICT (id) DO UPDATE SET
@@ -350,7 +438,7 @@ func (s *Store) upsertUser(ctx context.Context, u store.UserInfo, initial money.
 
 // User returns one user, or store.ErrNotFound.
 func (s *Store) User(ctx context.Context, id string) (store.User, error) {
-	return scanUser(s.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
+	return scanUser(s.read(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
 }
 
 // ruleCond is the SQL condition of a reserve rule on users.balance ($2 is the cost).
@@ -377,16 +465,12 @@ func (s *Store) Reserve(ctx context.Context, r store.Reservation) (store.Reserve
 	rec.Status = store.StatusPending
 	rec.CreatedAt = stamp(rec.CreatedAt)
 	rec.ExpiresAt = stampPtr(rec.ExpiresAt)
-	return retry(ctx, s, func() (store.ReserveResult, error) { return s.reserve(ctx, rec, cond) })
+	return write(ctx, s, func(ctx context.Context, tx wtx) (store.ReserveResult, error) {
+		return reserve(ctx, tx, rec, cond)
+	})
 }
 
-func (s *Store) reserve(ctx context.Context, rec store.Record, cond string) (res store.ReserveResult, err error) {
-	tx, err := s.begin(ctx)
-	if err != nil {
-		return res, err
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-
+func reserve(ctx context.Context, tx wtx, rec store.Record, cond string) (res store.ReserveResult, err error) {
 	// 1. A record with the key already exists: nothing to do.
 	if rec.Key != "" {
 		old, err := scanRecord(tx.QueryRowContext(ctx, `SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1`, rec.Key))
@@ -424,9 +508,6 @@ func (s *Store) reserve(ctx context.Context, rec store.Record, cond string) (res
 	if err := insertRecord(ctx, tx, &rec); err != nil {
 		return res, err
 	}
-	if err := tx.Commit(); err != nil {
-		return res, err
-	}
 	return store.ReserveResult{Placed: true, Record: rec, Balance: money.Amount(bal)}, nil
 }
 
@@ -442,16 +523,12 @@ func (s *Store) Charge(ctx context.Context, r store.Record) (store.ChargeResult,
 	r.ID = 0
 	r.CreatedAt = stamp(r.CreatedAt)
 	r.ExpiresAt = nil
-	return retry(ctx, s, func() (store.ChargeResult, error) { return s.charge(ctx, r) })
+	return write(ctx, s, func(ctx context.Context, tx wtx) (store.ChargeResult, error) {
+		return charge(ctx, tx, r)
+	})
 }
 
-func (s *Store) charge(ctx context.Context, r store.Record) (res store.ChargeResult, err error) {
-	tx, err := s.begin(ctx)
-	if err != nil {
-		return res, err
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-
+func charge(ctx context.Context, tx wtx, r store.Record) (res store.ChargeResult, err error) {
 	// 1. A record with the key: complete it if pending, else a duplicate.
 	// (BEGIN IMMEDIATE already holds the write lock: no FOR UPDATE needed.)
 	if r.Key != "" {
@@ -493,9 +570,6 @@ func (s *Store) charge(ctx context.Context, r store.Record) (res store.ChargeRes
 			if err != nil {
 				return res, err
 			}
-			if err := tx.Commit(); err != nil {
-				return res, err
-			}
 			return store.ChargeResult{Record: rec, Held: old.Cost, Balance: money.Amount(bal)}, nil
 		case !errors.Is(err, store.ErrNotFound):
 			return res, err
@@ -516,9 +590,6 @@ func (s *Store) charge(ctx context.Context, r store.Record) (res store.ChargeRes
 	// 3. Write the record.
 	r.BalanceAfter = money.Amount(bal)
 	if err := insertRecord(ctx, tx, &r); err != nil {
-		return res, err
-	}
-	if err := tx.Commit(); err != nil {
 		return res, err
 	}
 	return store.ChargeResult{Record: r, Balance: money.Amount(bal)}, nil
@@ -571,16 +642,10 @@ func (s *Store) AdjustBalance(ctx context.Context, userID string, delta money.Am
 
 func (s *Store) changeBalance(ctx context.Context, userID, actor, reason string,
 	next func(old money.Amount) (money.Amount, error)) (store.BalanceChange, error) {
-	return retry(ctx, s, func() (store.BalanceChange, error) {
+	return write(ctx, s, func(ctx context.Context, tx wtx) (store.BalanceChange, error) {
 		c := store.BalanceChange{UserID: userID, Actor: actor, Reason: reason, CreatedAt: now()}
-		tx, err := s.begin(ctx)
-		if err != nil {
-			return c, err
-		}
-		defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-
 		var old int64
-		err = tx.QueryRowContext(ctx, `SELECT balance FROM users WHERE id = $1`, userID).Scan(&old)
+		err := tx.QueryRowContext(ctx, `SELECT balance FROM users WHERE id = $1`, userID).Scan(&old)
 		if errors.Is(err, sql.ErrNoRows) {
 			return c, store.ErrNotFound
 		}
@@ -599,10 +664,7 @@ func (s *Store) changeBalance(ctx context.Context, userID, actor, reason string,
 			INSERT INTO balance_changes (user_id, actor, reason, old_balance, new_balance, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
 			userID, actor, reason, int64(c.OldBalance), int64(c.NewBalance), ms(c.CreatedAt)).Scan(&c.ID)
-		if err != nil {
-			return c, err
-		}
-		return c, tx.Commit()
+		return c, err
 	})
 }
 
@@ -642,7 +704,7 @@ func scanPrice(row *sql.Row) (store.ModelPrice, error) {
 
 // ModelPrice returns a model's price row, or store.ErrNotFound.
 func (s *Store) ModelPrice(ctx context.Context, id string) (store.ModelPrice, error) {
-	return scanPrice(s.r.QueryRowContext(ctx, `SELECT `+priceCols+` FROM model_prices WHERE id = $1`, id))
+	return scanPrice(s.read(ctx, `SELECT `+priceCols+` FROM model_prices WHERE id = $1`, id))
 }
 
 // PutModelPrice stores an admin's price.
@@ -701,7 +763,7 @@ func (s *Store) RecordByKey(ctx context.Context, key string) (store.Record, erro
 	if key == "" {
 		return store.Record{}, store.ErrNotFound
 	}
-	return scanRecord(s.r.QueryRowContext(ctx, `SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1`, key))
+	return scanRecord(s.read(ctx, `SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1`, key))
 }
 
 // ExpiredHolds lists pending records whose hold has lapsed.
