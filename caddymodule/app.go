@@ -71,7 +71,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		return storeCloser{st}, nil
+		sc := storeCloser{Store: st}
+		if st.Kind() == "sqlite" {
+			// One writer, in this process: holds can live in memory,
+			// shared by every config over this store.
+			sc.holds = ledger.NewLocalHolds()
+		}
+		return sc, nil
 	})
 	if err != nil {
 		return err
@@ -86,8 +92,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		DefaultPrice: s.DefaultPrice,
 		InletCosts:   s.InletCosts,
 		MinHold:      s.MinHold,
-		// SQLite has one writer, in this process: holds can live in memory.
-		LocalHolds: a.store.Kind() == "sqlite",
+		LocalHolds:   val.(storeCloser).holds,
 	})
 	resolver := identity.NewResolver(identity.Config{
 		OpenWebUI: s.OpenWebUI, SecretKey: s.WebUISecretKey, TTL: s.IdentityCacheTTL,
@@ -154,7 +159,10 @@ func (a *App) Cleanup() error {
 	return nil
 }
 
-type storeCloser struct{ store.Store }
+type storeCloser struct {
+	store.Store
+	holds *ledger.LocalHolds // nil unless the store has a single writer here
+}
 
 func (s storeCloser) Destruct() error { return s.Close() }
 

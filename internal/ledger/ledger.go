@@ -23,11 +23,12 @@ type Config struct {
 	DefaultPrice pricing.Price      // price of models nobody priced
 	InletCosts   pricing.InletCosts // pre-charges when a chat starts
 	MinHold      money.Amount       // least amount a hold reserves
-	// LocalHolds keeps the holds of calls settled in this process in
-	// memory rather than in the store. Only for a store no other process
-	// writes (SQLite): it saves a write before every call, and a crash
-	// loses nothing since nothing was taken.
-	LocalHolds bool
+	// LocalHolds, when set, keeps the holds of calls settled in this
+	// process in memory rather than in the store. Only for a store no other
+	// process writes (SQLite): it saves a write before every call, and a
+	// crash loses nothing since nothing was taken. Share one LocalHolds
+	// between ledgers over the same store (across config reloads).
+	LocalHolds *LocalHolds
 	// PriceTTL is how long a resolved price is reused before the store is
 	// asked again, which bounds how stale prices changed by another instance
 	// can be. Default 5s.
@@ -45,10 +46,16 @@ type Ledger struct {
 	// users remembers the identity last written per user id, so an unchanged
 	// user costs no write on every call.
 	users sync.Map // string → store.UserInfo
-
-	holdMu sync.Mutex
-	held   map[string]money.Amount // local holds per user
 }
+
+// LocalHolds are money held in memory, per user.
+type LocalHolds struct {
+	mu   sync.Mutex
+	held map[string]money.Amount
+}
+
+// NewLocalHolds returns an empty table of local holds.
+func NewLocalHolds() *LocalHolds { return &LocalHolds{held: make(map[string]money.Amount)} }
 
 type priceKey struct{ model, base string }
 
@@ -62,7 +69,7 @@ func New(st store.Store, cfg Config) *Ledger {
 	if cfg.PriceTTL <= 0 {
 		cfg.PriceTTL = 5 * time.Second
 	}
-	return &Ledger{store: st, cfg: cfg, prices: make(map[priceKey]cachedPrice), held: make(map[string]money.Amount)}
+	return &Ledger{store: st, cfg: cfg, prices: make(map[priceKey]cachedPrice)}
 }
 
 // Store returns the store the ledger writes to.
@@ -348,7 +355,7 @@ func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
 	if err != nil {
 		return HoldResult{}, err
 	}
-	if l.cfg.LocalHolds && h.Settled {
+	if l.cfg.LocalHolds != nil && h.Settled {
 		return l.holdLocally(ctx, h, amount)
 	}
 	rule := store.ReserveIfCovered
@@ -389,25 +396,27 @@ func (l *Ledger) holdLocally(ctx context.Context, h Hold, amount money.Amount) (
 	if u.Blocked {
 		return HoldResult{Blocked: true, Amount: amount, Balance: u.Balance}, nil
 	}
-	l.holdMu.Lock()
-	defer l.holdMu.Unlock()
-	available := u.Balance - l.held[u.ID]
+	lh := l.cfg.LocalHolds
+	lh.mu.Lock()
+	defer lh.mu.Unlock()
+	available := u.Balance - lh.held[u.ID]
 	if available < amount {
 		return HoldResult{Amount: amount, Balance: available}, nil
 	}
-	l.held[u.ID] += amount
+	lh.held[u.ID] += amount
 	return HoldResult{Allowed: true, Placed: true, Local: true, Amount: amount, Balance: available - amount}, nil
 }
 
 // ReleaseLocal gives back a local hold, after its call was charged (or
 // failed).
 func (l *Ledger) ReleaseLocal(userID string, amount money.Amount) {
-	l.holdMu.Lock()
-	defer l.holdMu.Unlock()
-	if rest := l.held[userID] - amount; rest > 0 {
-		l.held[userID] = rest
+	lh := l.cfg.LocalHolds
+	lh.mu.Lock()
+	defer lh.mu.Unlock()
+	if rest := lh.held[userID] - amount; rest > 0 {
+		lh.held[userID] = rest
 	} else {
-		delete(l.held, userID)
+		delete(lh.held, userID)
 	}
 }
 
