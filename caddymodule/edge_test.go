@@ -584,3 +584,29 @@ func TestEdgeReleasesUnreportedWebUIHolds(t *testing.T) {
 		t.Fatalf("records %+v", recs)
 	}
 }
+
+func TestEdgeBodyLimitsAndMalformedBodies(t *testing.T) {
+	e := startEdge(t, sqliteDB(t), "max_body_size 2KiB")
+	big := fmt.Sprintf(`{"model":"gpt-4o","messages":[{"role":"user","content":"%s"}]}`, strings.Repeat("a", 4096))
+	resp := e.do(t, context.Background(), "/api/chat/completions", e.key, big)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(gjson.GetBytes(b, "detail").Str, "max_body_size") {
+		t.Fatalf("oversized call: %d %s", resp.StatusCode, b)
+	}
+	// A body we cannot parse is OpenWebUI's to refuse; it gets it byte for byte.
+	resp = e.do(t, context.Background(), "/api/chat/completions", e.key, `{"model": "gpt-4o", "messages": [`)
+	resp.Body.Close()
+	var chats []fakeowui.Request
+	for _, r := range e.owui.Requests() {
+		if r.Path == "/api/chat/completions" {
+			chats = append(chats, r)
+		}
+	}
+	if len(chats) != 1 || string(chats[0].Body) != `{"model": "gpt-4o", "messages": [` {
+		t.Fatalf("OpenWebUI got %+v", chats)
+	}
+	if recs := e.records(t, "alice"); len(recs) != 0 {
+		t.Fatalf("records %+v", recs)
+	}
+}

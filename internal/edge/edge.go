@@ -24,6 +24,7 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
+	"github.com/openwebui-monitor/owmon/internal/body"
 	"github.com/openwebui-monitor/owmon/internal/identity"
 	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/money"
@@ -107,18 +108,23 @@ func (g *Gate) Begin(w http.ResponseWriter, r *http.Request) (call *Call, handle
 		}
 	}
 	if kind.ReadsBody() {
-		body, status, err := g.readBody(w, r)
-		if err != nil {
-			writeJSONError(w, status, err.Error(), "invalid_request")
+		raw, err := body.Read(w, r, g.cfg.MaxBodyBytes)
+		if errors.Is(err, body.ErrTooLarge) {
+			writeRefusal(w, http.StatusRequestEntityTooLarge,
+				fmt.Sprintf("request body is larger than the limit of %d bytes (max_body_size)", g.cfg.MaxBodyBytes), "request_too_large")
 			return nil, true
 		}
-		if c.req, err = openwebui.InspectRequest(kind, body); err != nil {
+		if err != nil {
+			writeRefusal(w, http.StatusBadRequest, err.Error(), "invalid_request")
+			return nil, true
+		}
+		if c.req, err = openwebui.InspectRequest(kind, raw); err != nil {
 			// OpenWebUI refuses what it cannot parse; there is nothing to meter.
-			setBody(r, body)
+			setBody(r, raw)
 			return nil, false
 		}
-		body = c.rewrite(body)
-		setBody(r, body)
+		raw = c.rewrite(raw)
+		setBody(r, raw)
 		c.prompt = c.req.PromptTokens(g.counter)
 	}
 	if c.req.Model == "" {
@@ -325,26 +331,6 @@ func (c *Call) End() {
 	}()
 }
 
-func (g *Gate) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
-	tooLarge := fmt.Errorf("request body is larger than the limit of %d bytes (max_body_size)", g.cfg.MaxBodyBytes)
-	if r.ContentLength > g.cfg.MaxBodyBytes {
-		return nil, http.StatusRequestEntityTooLarge, tooLarge
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
-	var maxErr *http.MaxBytesError
-	switch {
-	case errors.As(err, &maxErr):
-		return nil, http.StatusRequestEntityTooLarge, tooLarge
-	case err != nil:
-		return nil, http.StatusBadRequest, fmt.Errorf("request body could not be read: %v", err)
-	}
-	return buf.Bytes(), 0, nil
-}
-
 func setBody(r *http.Request, body []byte) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
@@ -363,10 +349,6 @@ func writeRefusal(w http.ResponseWriter, status int, msg, kind string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
-}
-
-func writeJSONError(w http.ResponseWriter, status int, msg, kind string) {
-	writeRefusal(w, status, msg, kind)
 }
 
 // openAIStyle routes speak OpenAI's chat or completions API, where a

@@ -4,7 +4,6 @@
 package function
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -16,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/openwebui-monitor/owmon/internal/body"
 	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/openwebui"
@@ -62,8 +62,8 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Unauthorized"})
 		return
 	}
-	body, err := e.readBody(w, r)
-	if errors.Is(err, errTooLarge) {
+	raw, err := body.Read(w, r, e.maxBodyBytes)
+	if errors.Is(err, body.ErrTooLarge) {
 		writeError(w, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("request body is larger than the limit of %d bytes (max_body_size)", e.maxBodyBytes), "request_too_large")
 		return
@@ -72,7 +72,7 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error(), "invalid_request")
 		return
 	}
-	call, err := openwebui.ParseFilterCall(body)
+	call, err := openwebui.ParseFilterCall(raw)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), "invalid_request")
 		return
@@ -98,29 +98,6 @@ func (e *Endpoints) authorized(r *http.Request) bool {
 	// Comparing digests keeps the time independent of the key's length too.
 	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
 	return subtle.ConstantTimeCompare(got[:], e.keyHash[:]) == 1
-}
-
-var errTooLarge = errors.New("request body too large")
-
-// readBody reads the whole body, refusing one over the cap without reading
-// more than the cap.
-func (e *Endpoints) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if r.ContentLength > e.maxBodyBytes {
-		return nil, errTooLarge
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1)
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, e.maxBodyBytes))
-	var maxErr *http.MaxBytesError
-	switch {
-	case errors.As(err, &maxErr):
-		return nil, errTooLarge
-	case err != nil:
-		return nil, fmt.Errorf("body: could not be read: %v", err)
-	}
-	return buf.Bytes(), nil
 }
 
 type inletAnswer struct {

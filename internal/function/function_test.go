@@ -121,7 +121,7 @@ func (f *fixture) price(t *testing.T, id, in, out, perMsg string) {
 }
 
 // body builds a filter-function request.
-func body(user, model, chatID, msgID string, messages string) string {
+func filterBody(user, model, chatID, msgID string, messages string) string {
 	return fmt.Sprintf(`{"user":{"id":%q,"email":"%s@example.com","name":"User %s","role":"user"},
 		"body":{"model":%q,"chat_id":%q,"id":%q,"messages":%s}}`, user, user, user, model, chatID, msgID, messages)
 }
@@ -151,7 +151,7 @@ func number(t *testing.T, r gjson.Result, field, want string) {
 func TestOutletChargesReportedUsage(t *testing.T) {
 	eachBackend(t, defaultConfig(t), func(t *testing.T, f *fixture) {
 		f.price(t, "gpt-4o", "2.5", "10", "-1")
-		status, r := f.post(t, OutletPath, body("u1", "gpt-4o", "c1", "m1",
+		status, r := f.post(t, OutletPath, filterBody("u1", "gpt-4o", "c1", "m1",
 			withReply(`{"role":"assistant","content":"Bonjour","usage":{"prompt_tokens":1200,"completion_tokens":350,"total_tokens":1550}}`)))
 		if status != 200 || !r.Get("success").Bool() || r.Get("message").Str != "Request successful" {
 			t.Fatalf("status %d answer %s", status, r.Raw)
@@ -180,7 +180,7 @@ func TestOutletUsageShapes(t *testing.T) {
 	eachBackend(t, defaultConfig(t), func(t *testing.T, f *fixture) {
 		f.price(t, "m", "1000000", "1000000", "-1") // 1 per token
 		for name, usage := range shapes {
-			status, r := f.post(t, OutletPath, body("u1", "m", "c", name,
+			status, r := f.post(t, OutletPath, filterBody("u1", "m", "c", name,
 				withReply(`{"role":"assistant","content":"x","usage":`+usage+`}`)))
 			if status != 200 {
 				t.Fatalf("%s: %d %s", name, status, r.Raw)
@@ -190,7 +190,7 @@ func TestOutletUsageShapes(t *testing.T) {
 			number(t, r, "totalCost", "30")
 		}
 		// OpenWebUI 0.4.x put usage in "info".
-		_, r := f.post(t, OutletPath, body("u1", "m", "c", "info",
+		_, r := f.post(t, OutletPath, filterBody("u1", "m", "c", "info",
 			withReply(`{"role":"assistant","content":"x","info":{"prompt_tokens":3,"completion_tokens":4,"openai":true}}`)))
 		number(t, r, "totalCost", "7")
 	})
@@ -199,7 +199,7 @@ func TestOutletUsageShapes(t *testing.T) {
 func TestOutletCountsTokensWhenUsageAbsent(t *testing.T) {
 	eachBackend(t, defaultConfig(t), func(t *testing.T, f *fixture) {
 		reply := `{"role":"assistant","content":"Bonjour ! Comment allez-vous aujourd'hui ?"}`
-		status, r := f.post(t, OutletPath, body("u1", "gpt-4o", "c1", "m1", withReply(reply)))
+		status, r := f.post(t, OutletPath, filterBody("u1", "gpt-4o", "c1", "m1", withReply(reply)))
 		if status != 200 {
 			t.Fatalf("%d %s", status, r.Raw)
 		}
@@ -236,7 +236,7 @@ func TestInletPreChargeIsNettedByOutlet(t *testing.T) {
 		if r.Get("inlet_cost").Exists() {
 			t.Fatalf("retried inlet charged again: %s", r.Raw)
 		}
-		_, r = f.post(t, OutletPath, body("u1", "gpt-4o", "c1", "m1",
+		_, r = f.post(t, OutletPath, filterBody("u1", "gpt-4o", "c1", "m1",
 			withReply(`{"role":"assistant","content":"Bonjour","usage":{"prompt_tokens":1200,"completion_tokens":350}}`)))
 		number(t, r, "totalCost", "0.0065")
 		number(t, r, "newBalance", "9.9935")
@@ -281,7 +281,7 @@ func TestBlockedUserInletAnswersMinusOne(t *testing.T) {
 
 func TestRepeatedOutletChargesOnce(t *testing.T) {
 	eachBackend(t, defaultConfig(t), func(t *testing.T, f *fixture) {
-		req := body("u1", "gpt-4o", "c1", "m1", withReply(`{"role":"assistant","content":"x","usage":{"prompt_tokens":1000,"completion_tokens":1000}}`))
+		req := filterBody("u1", "gpt-4o", "c1", "m1", withReply(`{"role":"assistant","content":"x","usage":{"prompt_tokens":1000,"completion_tokens":1000}}`))
 		_, first := f.post(t, OutletPath, req)
 		for i := 0; i < 3; i++ {
 			_, again := f.post(t, OutletPath, req)
@@ -303,7 +303,7 @@ func TestFailedAnswerCostsNothingAndReleasesPreCharge(t *testing.T) {
 	cfg.InletCosts = pricing.InletCosts{Default: amt(t, "0.5")}
 	eachBackend(t, cfg, func(t *testing.T, f *fixture) {
 		f.post(t, InletPath, inletBody("u1", "gpt-4o", "c1", "m1"))
-		_, r := f.post(t, OutletPath, body("u1", "gpt-4o", "c1", "m1", withReply(`{"role":"assistant","content":""}`)))
+		_, r := f.post(t, OutletPath, filterBody("u1", "gpt-4o", "c1", "m1", withReply(`{"role":"assistant","content":""}`)))
 		number(t, r, "totalCost", "0")
 		number(t, r, "newBalance", "10")
 		rec, err := f.st.RecordByKey(context.Background(), ledger.Key("c1", "m1"))
@@ -316,7 +316,7 @@ func TestFailedAnswerCostsNothingAndReleasesPreCharge(t *testing.T) {
 func TestReportedZeroIsACount(t *testing.T) {
 	eachBackend(t, defaultConfig(t), func(t *testing.T, f *fixture) {
 		f.price(t, "m", "1000000", "1000000", "-1")
-		_, r := f.post(t, OutletPath, body("u1", "m", "c", "z",
+		_, r := f.post(t, OutletPath, filterBody("u1", "m", "c", "z",
 			withReply(`{"role":"assistant","content":"","usage":{"prompt_tokens":100,"completion_tokens":0}}`)))
 		number(t, r, "outputTokens", "0")
 		number(t, r, "totalCost", "100")
@@ -326,7 +326,7 @@ func TestReportedZeroIsACount(t *testing.T) {
 func TestPerMessagePriceChargesContentWithZeroTokens(t *testing.T) {
 	eachBackend(t, defaultConfig(t), func(t *testing.T, f *fixture) {
 		f.price(t, "flat", "0", "0", "0.02")
-		_, r := f.post(t, OutletPath, body("u1", "flat", "c", "m",
+		_, r := f.post(t, OutletPath, filterBody("u1", "flat", "c", "m",
 			withReply(`{"role":"assistant","content":"An image.","usage":{"prompt_tokens":0,"completion_tokens":0}}`)))
 		number(t, r, "totalCost", "0.02")
 	})
@@ -337,15 +337,15 @@ func TestDerivedModelsInheritBasePrices(t *testing.T) {
 		f.price(t, "gpt-4o", "1000000", "0", "-1")
 		usage := `{"role":"assistant","content":"x","usage":{"prompt_tokens":2,"completion_tokens":5}}`
 		// A pipe's sub-model: the id after the last '.'.
-		_, r := f.post(t, OutletPath, body("u1", "my_pipe.gpt-4o", "c", "a", withReply(usage)))
+		_, r := f.post(t, OutletPath, filterBody("u1", "my_pipe.gpt-4o", "c", "a", withReply(usage)))
 		number(t, r, "totalCost", "2")
 		// A workspace model naming its base in model_item.info.base_model_id.
-		req := strings.Replace(body("u1", "my-assistant", "c", "b", withReply(usage)),
+		req := strings.Replace(filterBody("u1", "my-assistant", "c", "b", withReply(usage)),
 			`"model":"my-assistant"`, `"model":"my-assistant","model_item":{"info":{"base_model_id":"gpt-4o"}}`, 1)
 		_, r = f.post(t, OutletPath, req)
 		number(t, r, "totalCost", "2")
 		// Unknown models get the defaults and are recorded for an admin to price.
-		_, r = f.post(t, OutletPath, body("u1", "brand-new", "c", "c", withReply(usage)))
+		_, r = f.post(t, OutletPath, filterBody("u1", "brand-new", "c", "c", withReply(usage)))
 		number(t, r, "totalCost", "0.00042") // 7 tokens × 60/1M
 		p, err := f.st.ModelPrice(context.Background(), "brand-new")
 		if err != nil || p.Priced {
@@ -363,8 +363,8 @@ func TestClientErrorsWriteNothing(t *testing.T) {
 		status                 int
 		mention                string
 	}{
-		{"no auth", OutletPath, body("u1", "m", "c", "m", ok), "", 401, "Unauthorized"},
-		{"wrong key", OutletPath, body("u1", "m", "c", "m", ok), "Bearer nope", 401, "Unauthorized"},
+		{"no auth", OutletPath, filterBody("u1", "m", "c", "m", ok), "", 401, "Unauthorized"},
+		{"wrong key", OutletPath, filterBody("u1", "m", "c", "m", ok), "Bearer nope", 401, "Unauthorized"},
 		{"basic auth", InletPath, inletBody("u1", "m", "c", "m"), "Basic " + apiKey, 401, "Unauthorized"},
 		{"malformed JSON", OutletPath, `{"user":`, "", 400, "JSON"},
 		{"not an object", OutletPath, `[1,2]`, "", 400, "object"},
@@ -376,9 +376,9 @@ func TestClientErrorsWriteNothing(t *testing.T) {
 		{"messages not a list", InletPath, `{"user":{"id":"u1"},"body":{"model":"m","messages":"hi"}}`, "", 400, "body.messages"},
 		{"missing model", OutletPath, `{"user":{"id":"u1"},"body":{"messages":[]}}`, "", 400, "body.model"},
 		{"name not a string", OutletPath, `{"user":{"id":"u1","name":[1]},"body":{"model":"m","messages":[]}}`, "", 400, "user.name"},
-		{"usage not numbers", OutletPath, body("u1", "m", "c", "m", withReply(`{"role":"assistant","content":"x","usage":{"prompt_tokens":"12"}}`)), "", 400, "prompt_tokens"},
-		{"negative tokens", OutletPath, body("u1", "m", "c", "m", withReply(`{"role":"assistant","content":"x","usage":{"completion_tokens":-3}}`)), "", 400, "completion_tokens"},
-		{"too large", OutletPath, body("u1", "m", "c", "m", withReply(`{"role":"assistant","content":"`+strings.Repeat("a", 70<<10)+`"}`)), "", 413, "max_body_size"},
+		{"usage not numbers", OutletPath, filterBody("u1", "m", "c", "m", withReply(`{"role":"assistant","content":"x","usage":{"prompt_tokens":"12"}}`)), "", 400, "prompt_tokens"},
+		{"negative tokens", OutletPath, filterBody("u1", "m", "c", "m", withReply(`{"role":"assistant","content":"x","usage":{"completion_tokens":-3}}`)), "", 400, "completion_tokens"},
+		{"too large", OutletPath, filterBody("u1", "m", "c", "m", withReply(`{"role":"assistant","content":"`+strings.Repeat("a", 70<<10)+`"}`)), "", 413, "max_body_size"},
 	}
 	eachBackend(t, defaultConfig(t), func(t *testing.T, f *fixture) {
 		for _, c := range cases {
@@ -425,7 +425,7 @@ func TestStorageFailureIsA503(t *testing.T) {
 		f.post(t, InletPath, inletBody("u1", "gpt-4o", "c", "m0"))
 		before := f.balance(t, "u1")
 		f.exec(t, "DROP TABLE usage_records")
-		status, r := f.post(t, OutletPath, body("u1", "gpt-4o", "c", "m1", withReply(`{"role":"assistant","content":"x","usage":{"prompt_tokens":1,"completion_tokens":1}}`)))
+		status, r := f.post(t, OutletPath, filterBody("u1", "gpt-4o", "c", "m1", withReply(`{"role":"assistant","content":"x","usage":{"prompt_tokens":1,"completion_tokens":1}}`)))
 		if status != http.StatusServiceUnavailable || r.Get("error_type").Str != "storage_unavailable" {
 			t.Fatalf("%d %s", status, r.Raw)
 		}
