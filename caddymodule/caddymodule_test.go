@@ -432,3 +432,38 @@ func TestReloadSharesTheStore(t *testing.T) {
 		})
 	}
 }
+
+func TestDashboardAPIMounts(t *testing.T) {
+	s := startSite(t, "sqlite://"+filepath.Join(t.TempDir(), "d.db"), "access_token admin-secret")
+	get := func(url, token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, b := get(s.url+"/monitor/api/v1/users", "admin-secret"); status != 200 || !strings.Contains(b, `"users":[]`) {
+		t.Fatalf("dashboard API: %d %s", status, b)
+	}
+	if status, b := get(s.url+"/monitor/api/v1/users", "wrong"); status != 401 || b != `{"error":"Unauthorized"}` {
+		t.Fatalf("wrong token: %d %s", status, b)
+	}
+	// OpenWebUI keeps its own /api/v1/users.
+	before := s.hits.Load()
+	if status, b := get(s.url+"/api/v1/users", "admin-secret"); status != 200 || !strings.Contains(b, `"path":"/api/v1/users"`) || s.hits.Load() != before+1 {
+		t.Fatalf("OpenWebUI's route: %d %s", status, b)
+	}
+	// Mounted at / on a site of its own, the paths are the old monitor's.
+	port := freePort(t)
+	run(t, fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n\topenwebui_monitor {\n\t\tdatabase sqlite://%s\n\t\taccess_token admin-secret\n\t\tdashboard_path /\n\t}\n}\n:%d {\n\topenwebui_monitor\n}\n",
+		filepath.Join(t.TempDir(), "root.db"), port))
+	if status, b := get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/panel/usage", port), "admin-secret"); status != 200 || !strings.Contains(b, `"stats"`) {
+		t.Fatalf("root-mounted API: %d %s", status, b)
+	}
+}

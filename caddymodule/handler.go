@@ -3,10 +3,12 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/openwebui-monitor/owmon/internal/admin"
 	"github.com/openwebui-monitor/owmon/internal/function"
 )
 
@@ -21,6 +23,8 @@ func init() {
 type Handler struct {
 	app       *App
 	endpoints *function.Endpoints
+	admin     *admin.API // nil when the dashboard is off
+	prefix    string     // where admin lives
 }
 
 // CaddyModule returns the Caddy module information.
@@ -40,6 +44,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.app = appIface.(*App)
 	s := h.app.settings
 	h.endpoints = function.New(h.app.ledger, counter, s.APIKey, s.MaxBodyBytes, ctx.Slogger())
+	if s.DashboardPath != "" {
+		h.admin = admin.New(h.app.ledger, s.AccessToken, s.MaxBodyBytes, ctx.Slogger())
+		h.prefix = strings.TrimSuffix(s.DashboardPath, "/")
+	}
 	return nil
 }
 
@@ -48,6 +56,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if function.Handles(r.URL.Path) {
 		h.endpoints.ServeHTTP(w, r)
 		return nil
+	}
+	if h.admin != nil {
+		if rest, ok := under(r.URL.Path, h.prefix); ok {
+			r2 := r.WithContext(r.Context())
+			u := *r.URL
+			u.Path, u.RawPath = rest, ""
+			r2.URL = &u
+			h.admin.ServeHTTP(w, r2)
+			return nil
+		}
 	}
 	call, handled := h.app.gate.Begin(w, r)
 	if handled {
@@ -64,6 +82,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		call.End()
 	}()
 	return next.ServeHTTP(mw, r)
+}
+
+// under reports whether path lies below prefix ("" is the root) and
+// returns it relative to the prefix.
+func under(path, prefix string) (string, bool) {
+	if prefix == "" {
+		return path, true
+	}
+	rest, ok := strings.CutPrefix(path, prefix)
+	if !ok || (rest != "" && rest[0] != '/') {
+		return "", false
+	}
+	if rest == "" {
+		rest = "/"
+	}
+	return rest, true
 }
 
 // Interface guards

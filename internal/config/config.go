@@ -35,6 +35,8 @@ type Options struct {
 	StripBackground    string `json:"strip_background,omitempty"`
 	HoldTTL            string `json:"hold_ttl,omitempty"`
 	MinHold            string `json:"min_hold,omitempty"`
+	Dashboard          string `json:"dashboard,omitempty"`
+	DashboardPath      string `json:"dashboard_path,omitempty"`
 }
 
 // Option describes one option: its Caddyfile name and environment fallback.
@@ -65,6 +67,8 @@ var Table = []Option{
 	{"strip_background", "OWMON_STRIP_BACKGROUND", "on", func(o *Options) *string { return &o.StripBackground }},
 	{"hold_ttl", "OWMON_HOLD_TTL", "15m", func(o *Options) *string { return &o.HoldTTL }},
 	{"min_hold", "OWMON_MIN_HOLD", "0", func(o *Options) *string { return &o.MinHold }},
+	{"dashboard", "OWMON_DASHBOARD", "on", func(o *Options) *string { return &o.Dashboard }},
+	{"dashboard_path", "OWMON_DASHBOARD_PATH", "/monitor", func(o *Options) *string { return &o.DashboardPath }},
 }
 
 // Set assigns the option called name; it reports false for an unknown name.
@@ -133,6 +137,7 @@ type Settings struct {
 	StripBackground  bool          // keep API-key chats out of background mode
 	HoldTTL          time.Duration // when an unsettled hold is released
 	MinHold          money.Amount  // least amount a call reserves
+	DashboardPath    string        // where the admin API lives; "" when the dashboard is off
 }
 
 // Settings validates the options. dataDir holds the SQLite file when no
@@ -195,6 +200,20 @@ func (o Options) Settings(dataDir string) (Settings, error) {
 	}
 	if s.MinHold, err = amount("min_hold", o.MinHold, "0", false); err != nil {
 		return s, err
+	}
+	on, err := onOff("dashboard", o.Dashboard)
+	if err != nil {
+		return s, err
+	}
+	if on {
+		s.DashboardPath = o.DashboardPath
+		if s.DashboardPath == "" {
+			s.DashboardPath = "/monitor"
+		}
+		if !strings.HasPrefix(s.DashboardPath, "/") || (len(s.DashboardPath) > 1 && strings.HasSuffix(s.DashboardPath, "/")) ||
+			strings.ContainsAny(s.DashboardPath, "?#*{} ") {
+			return s, fmt.Errorf("dashboard_path: %q is not a path like /monitor (or / on a site of its own)", o.DashboardPath)
+		}
 	}
 	return s, nil
 }

@@ -28,6 +28,12 @@ func TestDefaults(t *testing.T) {
 	if !s.Enforce || !s.InjectUsage || !s.StripBackground || s.HoldTTL != 15*time.Minute || s.IdentityCacheTTL != 30*time.Second || s.MinHold != 0 {
 		t.Fatalf("gate defaults %+v", s)
 	}
+	if s.DashboardPath != "/monitor" {
+		t.Fatalf("dashboard path %q", s.DashboardPath)
+	}
+	if off, _ := (Options{Dashboard: "off"}).Settings("/d"); off.DashboardPath != "" {
+		t.Fatalf("dashboard off still mounted at %q", off.DashboardPath)
+	}
 	if m, _ := (Options{Mode: "monitor", InjectUsage: "off"}).Settings("/d"); m.Enforce || m.InjectUsage {
 		t.Fatalf("monitor/off not applied: %+v", m)
 	}
@@ -88,6 +94,9 @@ func TestInvalidValuesNameOptionAndValue(t *testing.T) {
 		{Options{IdentityCacheTTL: "-1s"}, []string{"identity_cache_ttl", "-1s"}},
 		{Options{InjectUsage: "maybe"}, []string{"inject_usage", "maybe"}},
 		{Options{MinHold: "-0.1"}, []string{"min_hold", "-0.1"}},
+		{Options{DashboardPath: "monitor"}, []string{"dashboard_path", "monitor"}},
+		{Options{DashboardPath: "/monitor/"}, []string{"dashboard_path", "/monitor/"}},
+		{Options{Dashboard: "sometimes"}, []string{"dashboard", "sometimes"}},
 	}
 	for _, c := range cases {
 		_, err := c.opts.Settings("/data")

@@ -178,6 +178,10 @@ func priceOf(p store.ModelPrice) pricing.Price {
 	return pricing.Price{Input: p.Input, Output: p.Output, PerMessage: p.PerMessage}
 }
 
+// ForgetUsers drops the remembered identities, after users were replaced
+// (an import) or deleted.
+func (l *Ledger) ForgetUsers() { l.users.Clear() }
+
 // ForgetPrices drops cached prices, after an admin changed one.
 func (l *Ledger) ForgetPrices() {
 	l.mu.Lock()
@@ -348,6 +352,16 @@ func (l *Ledger) HoldAmount(ctx context.Context, model, baseModelID string, prom
 // Concurrent calls of one user each reserve their own amount, so together
 // they can never spend more than the balance plus one call's overrun.
 func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
+	res, err := l.hold(ctx, h)
+	if errors.Is(err, store.ErrNotFound) {
+		// The user vanished since we cached them (an admin deleted them).
+		l.users.Delete(h.User.ID)
+		res, err = l.hold(ctx, h)
+	}
+	return res, err
+}
+
+func (l *Ledger) hold(ctx context.Context, h Hold) (HoldResult, error) {
 	if err := l.EnsureUser(ctx, h.User); err != nil {
 		return HoldResult{}, err
 	}

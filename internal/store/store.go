@@ -145,6 +145,83 @@ type Ledger struct {
 	Records     int64
 }
 
+// UserSortFields are the fields users can be sorted by; anything else is
+// refused (ErrInvalidQuery), so no caller-chosen text reaches SQL.
+var UserSortFields = []string{"created_at", "balance", "name", "email", "role"}
+
+// RecordSortFields are the fields records can be sorted by.
+var RecordSortFields = []string{"created_at", "cost", "input_tokens", "output_tokens", "model", "user_id", "nickname", "balance_after"}
+
+// ErrInvalidQuery reports a query the store refuses (a sort field not in
+// the fixed list, a page size out of range).
+var ErrInvalidQuery = errors.New("invalid query")
+
+// UserQuery selects a page of users for the admin.
+type UserQuery struct {
+	Page       int    // 1-based; 0 means 1
+	PageSize   int    // 1..500; 0 means 20
+	SortField  string // one of UserSortFields; "" means created_at
+	Descending bool
+	Search     string // case-insensitive substring of the name or the email
+	Blocked    *bool  // nil: everyone
+}
+
+// RecordQuery selects usage records.
+type RecordQuery struct {
+	Page       int    // 1-based; 0 means 1
+	PageSize   int    // 1..500; 0 means 20
+	SortField  string // one of RecordSortFields; "" means created_at
+	Descending bool
+	Users      []string  // user ids; empty: all
+	Models     []string  // empty: all
+	From, To   time.Time // created_at in [From, To); zero: unbounded
+}
+
+// UsageTotals sums final records (pending holds are not usage yet).
+type UsageTotals struct {
+	Cost         money.Amount
+	Calls        int64
+	InputTokens  int64
+	OutputTokens int64
+}
+
+// ModelUsage is one model's share of usage.
+type ModelUsage struct {
+	Model string
+	UsageTotals
+}
+
+// UserUsage is one user's share of usage, with the user's current name.
+type UserUsage struct {
+	UserID string
+	Name   string
+	UsageTotals
+}
+
+// DayUsage is one UTC day's usage.
+type DayUsage struct {
+	Day time.Time // UTC midnight
+	UsageTotals
+}
+
+// Usage summarises final records in a time range.
+type Usage struct {
+	Total       UsageTotals
+	ActiveUsers int64
+	Models      int64
+	ByModel     []ModelUsage // most cost first
+	ByUser      []UserUsage  // most cost first
+	ByDay       []DayUsage   // oldest first, days without usage left out
+}
+
+// Backup is every row the store keeps.
+type Backup struct {
+	Users          []User
+	ModelPrices    []ModelPrice
+	Records        []Record
+	BalanceChanges []BalanceChange
+}
+
 // Store is the storage of users, prices and the usage ledger.
 type Store interface {
 	// Kind names the backend: "sqlite" or "postgres".
@@ -192,6 +269,28 @@ type Store interface {
 	// ExpiredHolds lists pending records whose ExpiresAt is not after now,
 	// oldest first, at most limit. Settling them is the caller's (Charge).
 	ExpiredHolds(ctx context.Context, now time.Time, limit int) ([]Record, error)
+
+	// ListUsers returns a page of users and how many match in all.
+	ListUsers(ctx context.Context, q UserQuery) ([]User, int64, error)
+	// DeleteUser removes a user with their records and balance changes.
+	DeleteUser(ctx context.Context, id string) error
+	// BalanceChanges returns a user's latest balance changes, newest first.
+	BalanceChanges(ctx context.Context, userID string, limit int) ([]BalanceChange, error)
+	// ListRecords returns a page of records and how many match in all.
+	ListRecords(ctx context.Context, q RecordQuery) ([]Record, int64, error)
+	// EachRecord calls fn for every matching record in order, ignoring
+	// paging, without loading them all at once (CSV export).
+	EachRecord(ctx context.Context, q RecordQuery, fn func(Record) error) error
+	// UsageBetween summarises the final records created in [from, to)
+	// (zero times: unbounded).
+	UsageBetween(ctx context.Context, from, to time.Time) (Usage, error)
+	// ListModelPrices returns every price row, by id.
+	ListModelPrices(ctx context.Context) ([]ModelPrice, error)
+	// Export returns every row.
+	Export(ctx context.Context) (Backup, error)
+	// Import replaces every row with the backup's, in one transaction: all
+	// or nothing.
+	Import(ctx context.Context, b Backup) error
 
 	// Close releases the connections.
 	Close() error

@@ -367,9 +367,12 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
 const userCols = `id, email, name, role, balance, initial_balance, deleted, created_at, updated_at`
 
-func scanUser(row *sql.Row) (store.User, error) {
+func scanUser(row scanner) (store.User, error) {
 	var (
 		u                store.User
 		created, updated int64
@@ -388,7 +391,7 @@ const recordCols = `id, user_id, nickname, model, input_tokens, output_tokens, c
 	reasoning_tokens, cost, balance_after, source, status, estimated, purpose, chat_id, message_id,
 	COALESCE(idem_key, ''), duration_ms, created_at, expires_at`
 
-func scanRecord(row interface{ Scan(...any) error }) (store.Record, error) {
+func scanRecord(row scanner) (store.Record, error) {
 	var (
 		r                  store.Record
 		cost, balanceAfter int64
@@ -687,7 +690,7 @@ func (s *Store) SetBlocked(ctx context.Context, userID string, blocked bool) err
 
 const priceCols = `id, name, base_model_id, input_price, output_price, per_msg_price, priced, updated_at`
 
-func scanPrice(row *sql.Row) (store.ModelPrice, error) {
+func scanPrice(row scanner) (store.ModelPrice, error) {
 	var (
 		p               store.ModelPrice
 		in, out, perMsg int64

@@ -14,11 +14,14 @@
 package storetest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,10 +58,32 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ModelPrices", testModelPrices},
 		{"RecordByKey", testRecordByKey},
 		{"LedgerInvariant", testLedgerInvariant},
+		{"ListUsersSort", testListUsersSort},
+		{"ListUsersSearch", testListUsersSearch},
+		{"InvalidQueries", testInvalidQueries},
+		{"ListRecords", testListRecords},
+		{"EachRecord", testEachRecord},
+		{"DeleteUser", testDeleteUser},
+		{"BalanceChangesList", testBalanceChangesList},
+		{"UsageBetween", testUsageBetween},
+		{"ListModelPrices", testListModelPrices},
+		{"ImportFailure", testImportFailure},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))
+		})
+	}
+	// Tests that need more than one store.
+	multi := []struct {
+		name string
+		fn   func(t *testing.T, open func(t *testing.T) store.Store)
+	}{
+		{"ExportImport", testExportImport},
+	}
+	for _, tc := range multi {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, open)
 		})
 	}
 }
@@ -1004,4 +1029,1043 @@ func randomOp(ctx context.Context, s store.Store, rng *rand.Rand, users int) err
 		return fmt.Errorf("%s on %s (key %s): %w", name, user, key, err)
 	}
 	return nil
+}
+
+// ---- Admin queries: lists, usage, backups ----
+
+// foldASCII is the case folding the stores sort and search text with:
+// ASCII letters only (SQLite's NOCASE), then byte order.
+func foldASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+func normTime(tm time.Time) time.Time { return time.Unix(0, tm.UnixNano()).UTC() }
+
+func normUser(u store.User) store.User {
+	u.CreatedAt, u.UpdatedAt = normTime(u.CreatedAt), normTime(u.UpdatedAt)
+	return u
+}
+
+func normChange(c store.BalanceChange) store.BalanceChange {
+	c.CreatedAt = normTime(c.CreatedAt)
+	return c
+}
+
+func normPrice(p store.ModelPrice) store.ModelPrice {
+	p.UpdatedAt = normTime(p.UpdatedAt)
+	return p
+}
+
+func mapAll[T any](in []T, f func(T) T) []T {
+	out := make([]T, len(in))
+	for i, v := range in {
+		out[i] = f(v)
+	}
+	return out
+}
+
+func userIDs(us []store.User) []string {
+	ids := make([]string, len(us))
+	for i, u := range us {
+		ids[i] = u.ID
+	}
+	return ids
+}
+
+func recordIDs(rs []store.Record) []int64 {
+	ids := make([]int64, len(rs))
+	for i, r := range rs {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+func listUsers(t *testing.T, s store.Store, q store.UserQuery) ([]store.User, int64) {
+	t.Helper()
+	us, total, err := s.ListUsers(t.Context(), q)
+	if err != nil {
+		t.Fatalf("ListUsers(%+v): %v", q, err)
+	}
+	return us, total
+}
+
+func listRecords(t *testing.T, s store.Store, q store.RecordQuery) ([]store.Record, int64) {
+	t.Helper()
+	rs, total, err := s.ListRecords(t.Context(), q)
+	if err != nil {
+		t.Fatalf("ListRecords(%+v): %v", q, err)
+	}
+	return rs, total
+}
+
+func eachRecord(t *testing.T, s store.Store, q store.RecordQuery) []store.Record {
+	t.Helper()
+	out := []store.Record{}
+	if err := s.EachRecord(t.Context(), q, func(r store.Record) error {
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		t.Fatalf("EachRecord(%+v): %v", q, err)
+	}
+	return out
+}
+
+func sameRecords(t *testing.T, what string, got, want []store.Record) {
+	t.Helper()
+	if g, w := mapAll(got, norm), mapAll(want, norm); !reflect.DeepEqual(g, w) {
+		t.Fatalf("%s:\n got  ids %v\n want ids %v\n got  %+v\n want %+v", what, recordIDs(got), recordIDs(want), g, w)
+	}
+}
+
+// sortedBy returns a copy of rows sorted by cmp with the tie-breaker, all
+// reversed when desc.
+func sortedBy[T any](rows []T, cmp, tie func(a, b T) int, desc bool) []T {
+	out := slices.Clone(rows)
+	slices.SortStableFunc(out, func(a, b T) int {
+		c := cmp(a, b)
+		if c == 0 {
+			c = tie(a, b)
+		}
+		if desc {
+			return -c
+		}
+		return c
+	})
+	return out
+}
+
+// userOrder is the expected order of each of store.UserSortFields.
+var userOrder = map[string]func(a, b store.User) int{
+	"created_at": func(a, b store.User) int { return a.CreatedAt.Compare(b.CreatedAt) },
+	"balance":    func(a, b store.User) int { return cmp.Compare(a.Balance, b.Balance) },
+	"name":       func(a, b store.User) int { return strings.Compare(foldASCII(a.Name), foldASCII(b.Name)) },
+	"email":      func(a, b store.User) int { return strings.Compare(foldASCII(a.Email), foldASCII(b.Email)) },
+	"role":       func(a, b store.User) int { return strings.Compare(foldASCII(a.Role), foldASCII(b.Role)) },
+}
+
+func byUserID(a, b store.User) int { return strings.Compare(a.ID, b.ID) }
+
+// testListUsersSort pages through users sorted by every allowed field,
+// both ways: text case-insensitively, ties by id.
+func testListUsersSort(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	fixture := []struct {
+		id, name, email, role string
+		balance               money.Amount
+	}{
+		{"u3", "alice", "Zed@example.com", "user", units(5)},
+		{"u1", "Bob", "amy@example.com", "Admin", -units(2)},
+		{"u5", "carol", "bo@example.com", "user", units(7)},
+		{"u2", "Dave", "Cy@example.com", "admin", 1},
+		{"u4", "eve", "dan@example.com", "viewer", 0},
+	}
+	var all []store.User
+	for _, f := range fixture {
+		if _, err := s.UpsertUser(ctx, store.UserInfo{ID: f.id, Name: f.name, Email: f.email, Role: f.role}, f.balance); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range fixture {
+		u, err := s.User(ctx, f.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, u)
+	}
+
+	// The default: created_at ascending, 20 a page.
+	got, total := listUsers(t, s, store.UserQuery{})
+	want := sortedBy(all, userOrder["created_at"], byUserID, false)
+	if total != 5 || !reflect.DeepEqual(mapAll(got, normUser), mapAll(want, normUser)) {
+		t.Fatalf("default ListUsers = %v (total %d), want %v", userIDs(got), total, userIDs(want))
+	}
+
+	for _, field := range store.UserSortFields {
+		order, ok := userOrder[field]
+		if !ok {
+			t.Fatalf("the contract has no expected order for user sort field %q", field)
+		}
+		for _, desc := range []bool{false, true} {
+			want := userIDs(sortedBy(all, order, byUserID, desc))
+			var paged []string
+			for page := 1; page <= 4; page++ {
+				us, total := listUsers(t, s, store.UserQuery{Page: page, PageSize: 2, SortField: field, Descending: desc})
+				if total != 5 {
+					t.Fatalf("sort %s desc=%v page %d: total %d, want 5", field, desc, page, total)
+				}
+				if wantLen := min(2, max(0, 5-2*(page-1))); len(us) != wantLen {
+					t.Fatalf("sort %s desc=%v page %d: %d users, want %d", field, desc, page, len(us), wantLen)
+				}
+				paged = append(paged, userIDs(us)...)
+			}
+			if !slices.Equal(paged, want) {
+				t.Fatalf("sort %s desc=%v: paged %v, want %v", field, desc, paged, want)
+			}
+		}
+	}
+	// Page 0 is page 1.
+	p0, _ := listUsers(t, s, store.UserQuery{Page: 0, PageSize: 3, SortField: "balance"})
+	p1, _ := listUsers(t, s, store.UserQuery{Page: 1, PageSize: 3, SortField: "balance"})
+	if !slices.Equal(userIDs(p0), userIDs(p1)) || len(p0) != 3 {
+		t.Fatalf("page 0 %v, page 1 %v", userIDs(p0), userIDs(p1))
+	}
+}
+
+// testListUsersSearch finds users by a case-insensitive substring of the
+// name or the email, wildcards taken literally, and filters blocked ones.
+func testListUsersSearch(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	fixture := []store.UserInfo{
+		{ID: "s1", Name: "Ann Lee", Email: "ann@example.com"},
+		{ID: "s2", Name: "100% Real", Email: "real@example.com"},
+		{ID: "s3", Name: "Bob", Email: "b_o_b@example.org"},
+		{ID: "s4", Name: "Carl", Email: "bxoxb@example.org"},
+		{ID: "s5", Name: `back\slash`, Email: "slash@example.com"},
+		{ID: "s6", Name: "1000 Real", Email: "thousand@example.com"},
+		{ID: "s7", Name: "ANNA", Email: "x@EXAMPLE.NET"},
+	}
+	for _, u := range fixture {
+		if _, err := s.UpsertUser(ctx, u, units(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(q store.UserQuery, want ...string) {
+		t.Helper()
+		q.PageSize = 500
+		us, total := listUsers(t, s, q)
+		got := userIDs(us)
+		slices.Sort(got)
+		if want == nil {
+			want = []string{}
+		}
+		if !slices.Equal(got, want) || total != int64(len(want)) {
+			t.Fatalf("search %q blocked %v: %v (total %d), want %v", q.Search, q.Blocked, got, total, want)
+		}
+	}
+	check(store.UserQuery{}, "s1", "s2", "s3", "s4", "s5", "s6", "s7")
+	check(store.UserQuery{Search: "ann"}, "s1", "s7")
+	check(store.UserQuery{Search: "ANN"}, "s1", "s7")
+	check(store.UserQuery{Search: "aNn lEe"}, "s1")
+	check(store.UserQuery{Search: "100%"}, "s2")
+	check(store.UserQuery{Search: "%"}, "s2")
+	check(store.UserQuery{Search: "b_o"}, "s3")
+	check(store.UserQuery{Search: "_"}, "s3")
+	check(store.UserQuery{Search: `k\s`}, "s5")
+	check(store.UserQuery{Search: `\`}, "s5")
+	check(store.UserQuery{Search: "EXAMPLE.ORG"}, "s3", "s4")
+	check(store.UserQuery{Search: "example.net"}, "s7")
+	check(store.UserQuery{Search: "nobody"})
+	check(store.UserQuery{Search: "'; DROP TABLE users; --"})
+
+	yes, no := true, false
+	for _, id := range []string{"s2", "s3"} {
+		if err := s.SetBlocked(ctx, id, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(store.UserQuery{Blocked: &yes}, "s2", "s3")
+	check(store.UserQuery{Blocked: &no}, "s1", "s4", "s5", "s6", "s7")
+	check(store.UserQuery{Blocked: &yes, Search: "B_O"}, "s3")
+	check(store.UserQuery{Blocked: &no, Search: "b_o"})
+	check(store.UserQuery{Blocked: &no, Search: "real"}, "s6")
+	us, _ := listUsers(t, s, store.UserQuery{Blocked: &yes})
+	for _, u := range us {
+		if !u.Blocked {
+			t.Fatalf("blocked filter returned %+v", u)
+		}
+	}
+}
+
+// testInvalidQueries refuses sort fields outside the lists (an SQL
+// injection among them) and pages out of range, and changes nothing.
+func testInvalidQueries(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1", units(1))
+	if _, err := s.Charge(ctx, store.Record{UserID: "u1", Cost: 1, Model: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	invalid := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, store.ErrInvalidQuery) {
+			t.Fatalf("%s: err = %v, want ErrInvalidQuery", what, err)
+		}
+	}
+	for _, q := range []store.UserQuery{
+		{SortField: "balance; DROP TABLE users"},
+		{SortField: "balance; DROP TABLE users", Descending: true},
+		{SortField: "password"},
+		{SortField: "id"},
+		{SortField: "Balance"},
+		{SortField: "balance DESC"},
+		{SortField: "cost"}, // a record field
+		{PageSize: maxPageSizeForTests + 1},
+		{PageSize: -1},
+		{Page: -1},
+	} {
+		_, _, err := s.ListUsers(ctx, q)
+		invalid(fmt.Sprintf("ListUsers(%+v)", q), err)
+	}
+	for _, q := range []store.RecordQuery{
+		{SortField: "cost; DROP TABLE usage_records"},
+		{SortField: "1"},
+		{SortField: "id"},
+		{SortField: "balance"}, // a user field
+		{SortField: "created_at DESC"},
+		{PageSize: maxPageSizeForTests + 1},
+		{PageSize: -5},
+		{Page: -1},
+	} {
+		_, _, err := s.ListRecords(ctx, q)
+		invalid(fmt.Sprintf("ListRecords(%+v)", q), err)
+		if q.SortField != "" {
+			called := false
+			err := s.EachRecord(ctx, q, func(store.Record) error { called = true; return nil })
+			invalid(fmt.Sprintf("EachRecord(%+v)", q), err)
+			if called {
+				t.Fatalf("EachRecord(%+v) called fn", q)
+			}
+		}
+	}
+	// The limits themselves are fine.
+	if _, total := listUsers(t, s, store.UserQuery{PageSize: maxPageSizeForTests, Page: 1}); total != 1 {
+		t.Fatalf("total %d", total)
+	}
+	if _, total := listUsers(t, s, store.UserQuery{PageSize: 1, Page: 1000}); total != 1 {
+		t.Fatalf("total %d", total)
+	}
+	// The tables are still there.
+	if u, err := s.User(ctx, "u1"); err != nil || u.Balance != units(1)-1 {
+		t.Fatalf("after the attempts: %+v, %v", u, err)
+	}
+	if rs, total := listRecords(t, s, store.RecordQuery{}); total != 1 || len(rs) != 1 {
+		t.Fatalf("records after the attempts: %d, %d", len(rs), total)
+	}
+	checkLedger(t, s, "u1", 1)
+}
+
+// maxPageSizeForTests is the largest page the contract allows.
+const maxPageSizeForTests = 500
+
+// recordOrder is the expected order of each of store.RecordSortFields.
+var recordOrder = map[string]func(a, b store.Record) int{
+	"created_at":    func(a, b store.Record) int { return a.CreatedAt.Compare(b.CreatedAt) },
+	"cost":          func(a, b store.Record) int { return cmp.Compare(a.Cost, b.Cost) },
+	"input_tokens":  func(a, b store.Record) int { return cmp.Compare(a.InputTokens, b.InputTokens) },
+	"output_tokens": func(a, b store.Record) int { return cmp.Compare(a.OutputTokens, b.OutputTokens) },
+	"model":         func(a, b store.Record) int { return strings.Compare(foldASCII(a.Model), foldASCII(b.Model)) },
+	"user_id":       func(a, b store.Record) int { return strings.Compare(foldASCII(a.UserID), foldASCII(b.UserID)) },
+	"nickname":      func(a, b store.Record) int { return strings.Compare(foldASCII(a.Nickname), foldASCII(b.Nickname)) },
+	"balance_after": func(a, b store.Record) int { return cmp.Compare(a.BalanceAfter, b.BalanceAfter) },
+}
+
+func byRecordID(a, b store.Record) int { return cmp.Compare(a.ID, b.ID) }
+
+// recordsBase is the time of the first record of recordFixture.
+var recordsBase = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// recordFixture writes records of three users with ties in most fields,
+// and returns them as written.
+func recordFixture(t *testing.T, s store.Store) []store.Record {
+	ctx := t.Context()
+	for _, id := range []string{"ua", "Ub", "uc"} {
+		newUser(t, s, id, units(100))
+	}
+	specs := []struct {
+		user, model, nick string
+		in, out           int64
+		cost              money.Amount
+		at                time.Duration
+		pending           bool
+	}{
+		{"ua", "m1", "ann", 10, 5, units(1), 0, false},
+		{"Ub", "M2", "Bob", 20, 5, units(3), time.Minute, false},
+		{"uc", "m3", "cy", 10, 7, units(2), 2 * time.Minute, false},
+		{"ua", "m2", "Ann", 30, 1, units(1), 2 * time.Minute, false}, // same time as the one before
+		{"Ub", "m1", "bob", 5, 9, units(5), 3 * time.Minute, false},
+		{"uc", "M2", "Cy", 10, 5, units(4), 4 * time.Minute, true},
+		{"ua", "m3", "ann", 40, 2, units(6), 5 * time.Minute, false},
+		{"Ub", "m2", "BOB", 15, 3, units(2), 5*time.Minute + time.Millisecond, false},
+		{"uc", "m1", "cy", 25, 8, units(7), 6 * time.Minute, false},
+	}
+	var recs []store.Record
+	for i, sp := range specs {
+		r := store.Record{UserID: sp.user, Model: sp.model, Nickname: sp.nick, InputTokens: sp.in, OutputTokens: sp.out,
+			Cost: sp.cost, CreatedAt: recordsBase.Add(sp.at), Source: store.SourceFunction, Key: fmt.Sprintf("rec-%d", i)}
+		if sp.pending {
+			res, err := s.Reserve(ctx, store.Reservation{Record: r, Rule: store.ReserveAlways})
+			if err != nil || !res.Placed {
+				t.Fatalf("Reserve %d: %+v, %v", i, res, err)
+			}
+			recs = append(recs, res.Record)
+			continue
+		}
+		res, err := s.Charge(ctx, r)
+		if err != nil {
+			t.Fatalf("Charge %d: %v", i, err)
+		}
+		recs = append(recs, res.Record)
+	}
+	return recs
+}
+
+func filterRecords(recs []store.Record, q store.RecordQuery) []store.Record {
+	var out []store.Record
+	for _, r := range recs {
+		if len(q.Users) > 0 && !slices.Contains(q.Users, r.UserID) {
+			continue
+		}
+		if len(q.Models) > 0 && !slices.Contains(q.Models, r.Model) {
+			continue
+		}
+		if !q.From.IsZero() && r.CreatedAt.Before(q.From) {
+			continue
+		}
+		if !q.To.IsZero() && !r.CreatedAt.Before(q.To) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// recordQueries are filters over recordFixture, with how many records each
+// matches (so that a filter that matches nothing cannot pass unnoticed).
+func recordQueries() []struct {
+	q    store.RecordQuery
+	want int
+} {
+	at := func(d time.Duration) time.Time { return recordsBase.Add(d) }
+	return []struct {
+		q    store.RecordQuery
+		want int
+	}{
+		{store.RecordQuery{}, 9},
+		{store.RecordQuery{Users: []string{"ua", "uc"}}, 6},
+		{store.RecordQuery{Users: []string{"Ub"}}, 3},
+		{store.RecordQuery{Users: []string{"ub"}}, 0}, // ids are exact
+		{store.RecordQuery{Users: []string{"nobody"}}, 0},
+		{store.RecordQuery{Models: []string{"m1"}}, 3},
+		{store.RecordQuery{Models: []string{"m2", "M2"}}, 4},
+		{store.RecordQuery{Models: []string{"m1'); DROP TABLE usage_records; --"}}, 0},
+		{store.RecordQuery{From: at(2 * time.Minute), To: at(5 * time.Minute)}, 4},                                 // [From, To)
+		{store.RecordQuery{From: at(2*time.Minute + time.Nanosecond), To: at(5*time.Minute + time.Nanosecond)}, 3}, // bounds between stored instants are exact
+		{store.RecordQuery{From: at(5 * time.Minute)}, 3},
+		{store.RecordQuery{To: at(time.Minute)}, 1},
+		{store.RecordQuery{From: at(time.Hour)}, 0},
+		{store.RecordQuery{From: at(3 * time.Minute), To: at(time.Minute)}, 0},
+		{store.RecordQuery{Users: []string{"ua", "Ub"}, Models: []string{"m1", "m2"}, From: at(time.Minute), To: at(6 * time.Minute)}, 3},
+	}
+}
+
+// testListRecords filters records by users, models and time, and pages
+// through them sorted by every allowed field, both ways.
+func testListRecords(t *testing.T, s store.Store) {
+	recs := recordFixture(t, s)
+	for _, r := range recs {
+		sameRecord(t, "fixture record", recordByKey(t, s, r.Key), r)
+	}
+
+	// The default: created_at ascending.
+	got, total := listRecords(t, s, store.RecordQuery{})
+	sameRecords(t, "default ListRecords", got, sortedBy(recs, recordOrder["created_at"], byRecordID, false))
+	if total != 9 {
+		t.Fatalf("total %d", total)
+	}
+
+	for _, tc := range recordQueries() {
+		want := filterRecords(recs, tc.q)
+		if len(want) != tc.want {
+			t.Fatalf("fixture: %+v matches %d records, the test expects %d", tc.q, len(want), tc.want)
+		}
+		q := tc.q
+		q.PageSize = maxPageSizeForTests
+		got, total := listRecords(t, s, q)
+		sameRecords(t, fmt.Sprintf("ListRecords(%+v)", tc.q), got, sortedBy(want, recordOrder["created_at"], byRecordID, false))
+		if total != int64(len(want)) {
+			t.Fatalf("ListRecords(%+v): total %d, want %d", tc.q, total, len(want))
+		}
+		// A page of two, sorted by cost descending, with the total of all.
+		q.PageSize, q.Page, q.SortField, q.Descending = 2, 2, "cost", true
+		got, total = listRecords(t, s, q)
+		sorted := sortedBy(want, recordOrder["cost"], byRecordID, true)
+		sameRecords(t, fmt.Sprintf("page 2 of %+v", q), got, sorted[min(2, len(sorted)):min(4, len(sorted))])
+		if total != int64(len(want)) {
+			t.Fatalf("ListRecords(%+v): total %d, want %d", q, total, len(want))
+		}
+	}
+
+	for _, field := range store.RecordSortFields {
+		order, ok := recordOrder[field]
+		if !ok {
+			t.Fatalf("the contract has no expected order for record sort field %q", field)
+		}
+		for _, desc := range []bool{false, true} {
+			want := sortedBy(recs, order, byRecordID, desc)
+			var paged []store.Record
+			for page := 1; page <= 4; page++ {
+				rs, total := listRecords(t, s, store.RecordQuery{Page: page, PageSize: 4, SortField: field, Descending: desc})
+				if total != 9 {
+					t.Fatalf("sort %s desc=%v page %d: total %d", field, desc, page, total)
+				}
+				paged = append(paged, rs...)
+			}
+			sameRecords(t, fmt.Sprintf("sort %s desc=%v", field, desc), paged, want)
+		}
+	}
+}
+
+// testEachRecord streams the same rows as an unpaged ListRecords, in the
+// same order, whatever the page asked for, and stops at fn's error.
+func testEachRecord(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	recs := recordFixture(t, s)
+	for _, tc := range recordQueries() {
+		for _, sort := range []struct {
+			field string
+			desc  bool
+		}{{"", false}, {"created_at", true}, {"model", false}, {"cost", true}, {"nickname", true}, {"user_id", false}} {
+			q := tc.q
+			q.SortField, q.Descending = sort.field, sort.desc
+			all := q
+			all.PageSize = maxPageSizeForTests
+			want, _ := listRecords(t, s, all)
+			if len(want) != tc.want {
+				t.Fatalf("ListRecords(%+v): %d records, want %d", all, len(want), tc.want)
+			}
+			q.Page, q.PageSize = 3, 1 // ignored
+			sameRecords(t, fmt.Sprintf("EachRecord(%+v)", q), eachRecord(t, s, q), want)
+			q.PageSize = 100_000 // ignored, even out of range
+			sameRecords(t, fmt.Sprintf("EachRecord(%+v)", q), eachRecord(t, s, q), want)
+		}
+	}
+	// An error from fn stops the walk and is returned.
+	stop := errors.New("stop")
+	calls := 0
+	err := s.EachRecord(ctx, store.RecordQuery{}, func(store.Record) error {
+		calls++
+		if calls == 2 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || calls != 2 {
+		t.Fatalf("EachRecord with a failing fn: %v after %d calls", err, calls)
+	}
+	if n := len(eachRecord(t, s, store.RecordQuery{})); n != len(recs) {
+		t.Fatalf("EachRecord: %d records, want %d", n, len(recs))
+	}
+}
+
+// testDeleteUser removes a user with their records and balance changes,
+// and nobody else's.
+func testDeleteUser(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, id := range []string{"u1", "u2"} {
+		newUser(t, s, id, units(10))
+		if _, err := s.Charge(ctx, store.Record{UserID: id, Cost: units(1), Key: id + "-k", Model: "m"}); err != nil {
+			t.Fatal(err)
+		}
+		reserve(t, s, id, id+"-hold", units(1), store.ReserveAlways)
+		if _, err := s.AdjustBalance(ctx, id, units(2), "admin", "gift"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteUser(ctx, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.User(ctx, "u1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("User after DeleteUser: %v", err)
+	}
+	if _, err := s.Ledger(ctx, "u1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Ledger after DeleteUser: %v", err)
+	}
+	if _, err := s.RecordByKey(ctx, "u1-k"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the deleted user's record: %v", err)
+	}
+	if _, total := listRecords(t, s, store.RecordQuery{Users: []string{"u1"}}); total != 0 {
+		t.Fatalf("the deleted user still has %d records", total)
+	}
+	if cs, err := s.BalanceChanges(ctx, "u1", 10); err != nil || len(cs) != 0 {
+		t.Fatalf("the deleted user's balance changes: %+v, %v", cs, err)
+	}
+	if err := s.DeleteUser(ctx, "u1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second DeleteUser: %v", err)
+	}
+	if err := s.DeleteUser(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("DeleteUser of nobody: %v", err)
+	}
+	// The other user is untouched.
+	wantBalance(t, s, "u2", units(10))
+	checkLedger(t, s, "u2", 2)
+	if cs, err := s.BalanceChanges(ctx, "u2", 10); err != nil || len(cs) != 1 {
+		t.Fatalf("the other user's balance changes: %+v, %v", cs, err)
+	}
+	if us, total := listUsers(t, s, store.UserQuery{}); total != 1 || us[0].ID != "u2" {
+		t.Fatalf("users after DeleteUser: %v", userIDs(us))
+	}
+	// The id can be used again, from scratch; the old key is free.
+	newUser(t, s, "u1", units(3))
+	if res, err := s.Charge(ctx, store.Record{UserID: "u1", Cost: units(1), Key: "u1-k"}); err != nil || res.Duplicate {
+		t.Fatalf("charge after re-creating: %+v, %v", res, err)
+	}
+	checkLedger(t, s, "u1", 1)
+}
+
+// testBalanceChangesList lists a user's balance changes newest first, at
+// most the limit (50 when none is given).
+func testBalanceChangesList(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1", 0)
+	newUser(t, s, "u2", 0)
+	var made []store.BalanceChange
+	for i := range 55 {
+		c, err := s.AdjustBalance(ctx, "u1", money.Amount(i+1), "admin", fmt.Sprintf("step %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, c)
+		if i%20 == 0 {
+			if _, err := s.SetBalance(ctx, "u2", units(int64(i)), "ops", "other"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	slices.Reverse(made) // newest first
+	check := func(limit, want int) {
+		t.Helper()
+		got, err := s.BalanceChanges(ctx, "u1", limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, w := mapAll(got, normChange), mapAll(made[:want], normChange); !reflect.DeepEqual(g, w) {
+			t.Fatalf("BalanceChanges(u1, %d):\n got  %+v\n want %+v", limit, g, w)
+		}
+	}
+	check(3, 3)
+	check(1, 1)
+	check(0, 50)
+	check(-1, 50)
+	check(55, 55)
+	check(1000, 55)
+	if got, err := s.BalanceChanges(ctx, "u2", 0); err != nil || len(got) != 3 || got[0].NewBalance != units(40) || got[2].NewBalance != 0 {
+		t.Fatalf("BalanceChanges(u2): %+v, %v", got, err)
+	}
+	if got, err := s.BalanceChanges(ctx, "nobody", 10); err != nil || len(got) != 0 {
+		t.Fatalf("BalanceChanges(nobody): %+v, %v", got, err)
+	}
+	checkLedger(t, s, "u1", 0)
+}
+
+// normUsage makes usage comparable: days as plain UTC instants, nil slices
+// as empty ones.
+func normUsage(u store.Usage) store.Usage {
+	u.ByDay = mapAll(u.ByDay, func(d store.DayUsage) store.DayUsage { d.Day = normTime(d.Day); return d })
+	if u.ByModel == nil {
+		u.ByModel = []store.ModelUsage{}
+	}
+	if u.ByUser == nil {
+		u.ByUser = []store.UserUsage{}
+	}
+	return u
+}
+
+// testUsageBetween sums final records over a time range across two UTC
+// days, leaving pending ones out, with the users' current names.
+func testUsageBetween(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	day0 := time.Date(2024, 3, 9, 0, 0, 0, 0, time.UTC)
+	day1, day2, day3 := day0.AddDate(0, 0, 1), day0.AddDate(0, 0, 2), day0.AddDate(0, 0, 3)
+	for _, id := range []string{"ua", "ub", "uc", "ud"} {
+		newUser(t, s, id, units(100))
+	}
+	charge := func(user, model string, at time.Time, cost money.Amount, in, out int64, status string) {
+		t.Helper()
+		if _, err := s.Charge(ctx, store.Record{UserID: user, Model: model, Nickname: "nick-" + user, CreatedAt: at,
+			Cost: cost, InputTokens: in, OutputTokens: out, Status: status}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// In a zone east of UTC, so that local days differ from UTC days.
+	east := time.FixedZone("east", 5*3600)
+	charge("ua", "m-a", day1.Add(time.Hour).In(east), units(3), 100, 10, "")
+	charge("ub", "m-b", day2.Add(-time.Millisecond), units(2), 200, 20, "")
+	charge("ua", "m-b", day2, units(1), 300, 30, "")
+	charge("ub", "m-c", day2.Add(12*time.Hour), 0, 5, 0, store.StatusFailed)
+	charge("ud", "m-a", day0.Add(12*time.Hour), units(4), 1, 1, "")
+	charge("ud", "m-z", day3, units(1), 2, 2, "")
+	// A pending hold is not usage.
+	if res, err := s.Reserve(ctx, store.Reservation{Rule: store.ReserveAlways, Record: store.Record{UserID: "ua",
+		Model: "m-pending", Cost: units(5), InputTokens: 1000, CreatedAt: day2.Add(13 * time.Hour), Key: "hold"}}); err != nil || !res.Placed {
+		t.Fatalf("Reserve: %+v, %v", res, err)
+	}
+	// A user renamed after the fact shows under the new name.
+	if _, err := s.UpsertUser(ctx, store.UserInfo{ID: "ua", Name: "Ann Renamed"}, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	tot := func(cost money.Amount, calls, in, out int64) store.UsageTotals {
+		return store.UsageTotals{Cost: cost, Calls: calls, InputTokens: in, OutputTokens: out}
+	}
+	mu := func(model string, t store.UsageTotals) store.ModelUsage {
+		return store.ModelUsage{Model: model, UsageTotals: t}
+	}
+	uu := func(id, name string, t store.UsageTotals) store.UserUsage {
+		return store.UserUsage{UserID: id, Name: name, UsageTotals: t}
+	}
+	du := func(day time.Time, t store.UsageTotals) store.DayUsage {
+		return store.DayUsage{Day: day, UsageTotals: t}
+	}
+	check := func(from, to time.Time, want store.Usage) {
+		t.Helper()
+		got, err := s.UsageBetween(ctx, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range got.ByDay {
+			if d.Day.Location() != time.UTC {
+				t.Fatalf("day %v is not in UTC", d.Day)
+			}
+		}
+		if g, w := normUsage(got), normUsage(want); !reflect.DeepEqual(g, w) {
+			t.Fatalf("UsageBetween(%v, %v):\n got  %+v\n want %+v", from, to, g, w)
+		}
+	}
+
+	check(day1, day3, store.Usage{
+		Total:       tot(units(6), 4, 605, 60),
+		ActiveUsers: 2,
+		Models:      3,
+		ByModel: []store.ModelUsage{ // m-a and m-b tie on cost: by name
+			mu("m-a", tot(units(3), 1, 100, 10)),
+			mu("m-b", tot(units(3), 2, 500, 50)),
+			mu("m-c", tot(0, 1, 5, 0)),
+		},
+		ByUser: []store.UserUsage{
+			uu("ua", "Ann Renamed", tot(units(4), 2, 400, 40)),
+			uu("ub", "Name ub", tot(units(2), 2, 205, 20)),
+		},
+		ByDay: []store.DayUsage{
+			du(day1, tot(units(5), 2, 300, 30)),
+			du(day2, tot(units(1), 2, 305, 30)),
+		},
+	})
+	// Unbounded.
+	check(time.Time{}, time.Time{}, store.Usage{
+		Total:       tot(units(11), 6, 608, 63),
+		ActiveUsers: 3,
+		Models:      4,
+		ByModel: []store.ModelUsage{
+			mu("m-a", tot(units(7), 2, 101, 11)),
+			mu("m-b", tot(units(3), 2, 500, 50)),
+			mu("m-z", tot(units(1), 1, 2, 2)),
+			mu("m-c", tot(0, 1, 5, 0)),
+		},
+		ByUser: []store.UserUsage{
+			uu("ud", "Name ud", tot(units(5), 2, 3, 3)),
+			uu("ua", "Ann Renamed", tot(units(4), 2, 400, 40)),
+			uu("ub", "Name ub", tot(units(2), 2, 205, 20)),
+		},
+		ByDay: []store.DayUsage{
+			du(day0, tot(units(4), 1, 1, 1)),
+			du(day1, tot(units(5), 2, 300, 30)),
+			du(day2, tot(units(1), 2, 305, 30)),
+			du(day3, tot(units(1), 1, 2, 2)),
+		},
+	})
+	// Only a start; only an end (the record at the end is left out).
+	check(day2, time.Time{}, store.Usage{
+		Total: tot(units(2), 3, 307, 32), ActiveUsers: 3, Models: 3,
+		ByModel: []store.ModelUsage{mu("m-b", tot(units(1), 1, 300, 30)), mu("m-z", tot(units(1), 1, 2, 2)), mu("m-c", tot(0, 1, 5, 0))},
+		ByUser: []store.UserUsage{uu("ua", "Ann Renamed", tot(units(1), 1, 300, 30)), uu("ud", "Name ud", tot(units(1), 1, 2, 2)),
+			uu("ub", "Name ub", tot(0, 1, 5, 0))},
+		ByDay: []store.DayUsage{du(day2, tot(units(1), 2, 305, 30)), du(day3, tot(units(1), 1, 2, 2))},
+	})
+	check(time.Time{}, day2.Add(-time.Millisecond), store.Usage{
+		Total: tot(units(7), 2, 101, 11), ActiveUsers: 2, Models: 1,
+		ByModel: []store.ModelUsage{mu("m-a", tot(units(7), 2, 101, 11))},
+		ByUser:  []store.UserUsage{uu("ud", "Name ud", tot(units(4), 1, 1, 1)), uu("ua", "Ann Renamed", tot(units(3), 1, 100, 10))},
+		ByDay:   []store.DayUsage{du(day0, tot(units(4), 1, 1, 1)), du(day1, tot(units(3), 1, 100, 10))},
+	})
+	// Nothing in range.
+	check(day3.Add(time.Millisecond), day3.Add(time.Hour), store.Usage{})
+	check(day2, day1, store.Usage{})
+}
+
+// testListModelPrices lists every price row by id, in byte order.
+func testListModelPrices(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if ps, err := s.ListModelPrices(ctx); err != nil || len(ps) != 0 {
+		t.Fatalf("ListModelPrices of an empty store: %+v, %v", ps, err)
+	}
+	for _, id := range []string{"b-model", "a-model", "B-model"} {
+		if _, err := s.PutModelPrice(ctx, store.ModelPrice{ID: id, Name: "Name " + id, Input: 1, Output: 2, PerMessage: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RecordModel(ctx, "c", "C", "a-model"); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := s.ListModelPrices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, p := range ps {
+		ids = append(ids, p.ID)
+		one, err := s.ModelPrice(ctx, p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if normPrice(one) != normPrice(p) {
+			t.Fatalf("listed %+v, ModelPrice %+v", p, one)
+		}
+	}
+	if want := []string{"B-model", "a-model", "b-model", "c"}; !slices.Equal(ids, want) {
+		t.Fatalf("ListModelPrices ids %v, want %v", ids, want)
+	}
+}
+
+// normBackup makes backups comparable.
+func normBackup(b store.Backup) store.Backup {
+	return store.Backup{
+		Users:          mapAll(b.Users, normUser),
+		ModelPrices:    mapAll(b.ModelPrices, normPrice),
+		Records:        mapAll(b.Records, norm),
+		BalanceChanges: mapAll(b.BalanceChanges, normChange),
+	}
+}
+
+func export(t *testing.T, s store.Store) store.Backup {
+	t.Helper()
+	b, err := s.Export(t.Context())
+	if err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	return b
+}
+
+func sameBackup(t *testing.T, what string, got, want store.Backup) {
+	t.Helper()
+	g, w := normBackup(got), normBackup(want)
+	if !reflect.DeepEqual(g.Users, w.Users) {
+		t.Fatalf("%s: users\n got  %+v\n want %+v", what, g.Users, w.Users)
+	}
+	if !reflect.DeepEqual(g.ModelPrices, w.ModelPrices) {
+		t.Fatalf("%s: model prices\n got  %+v\n want %+v", what, g.ModelPrices, w.ModelPrices)
+	}
+	if !reflect.DeepEqual(g.Records, w.Records) {
+		t.Fatalf("%s: records\n got  %+v\n want %+v", what, g.Records, w.Records)
+	}
+	if !reflect.DeepEqual(g.BalanceChanges, w.BalanceChanges) {
+		t.Fatalf("%s: balance changes\n got  %+v\n want %+v", what, g.BalanceChanges, w.BalanceChanges)
+	}
+}
+
+// backupFixture fills a store with some of everything.
+func backupFixture(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "ua", units(10))
+	newUser(t, s, "ub", units(5))
+	if _, err := s.UpsertUser(ctx, store.UserInfo{ID: "uc", Name: "Zoë", Email: "zoe@example.com", Role: "admin"}, -3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetBlocked(ctx, "ub", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutModelPrice(ctx, store.ModelPrice{ID: "gpt", Name: "GPT", BaseModelID: "base", Input: units(1), Output: units(2), PerMessage: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordModel(ctx, "seen", "Seen", ""); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2024, 7, 1, 2, 3, 4, 5_000_000, time.UTC)
+	for i := range 5 {
+		if _, err := s.Charge(ctx, store.Record{UserID: "ua", Model: "gpt", Nickname: "Ann", InputTokens: int64(i), OutputTokens: 3,
+			CachedTokens: 1, ReasoningTokens: 2, Cost: money.Amount(1_000_000_007 * (i + 1)), Source: store.SourceEdge,
+			Estimated: i%2 == 0, Purpose: "chat", ChatID: "c", MessageID: fmt.Sprintf("m%d", i), Key: fmt.Sprintf("k%d", i),
+			DurationMS: 123, CreatedAt: at.Add(time.Duration(i) * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Charge(ctx, store.Record{UserID: "ub", Cost: units(1), Status: store.StatusCancelled}); err != nil {
+		t.Fatal(err)
+	}
+	expires := time.Now().Add(time.Hour)
+	if res, err := s.Reserve(ctx, store.Reservation{Rule: store.ReserveAlways, Record: store.Record{UserID: "uc",
+		Model: "seen", Cost: units(2), Key: "hold", ExpiresAt: &expires}}); err != nil || !res.Placed {
+		t.Fatalf("Reserve: %+v, %v", res, err)
+	}
+	if _, err := s.AdjustBalance(ctx, "ua", units(7), "admin", "gift"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetBalance(ctx, "uc", units(1), "admin", "reset"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkAllLedgers checks the ledger of every user of a backup.
+func checkAllLedgers(t *testing.T, s store.Store, b store.Backup) {
+	t.Helper()
+	for _, u := range b.Users {
+		var n int64
+		for _, r := range b.Records {
+			if r.UserID == u.ID {
+				n++
+			}
+		}
+		checkLedger(t, s, u.ID, n)
+	}
+}
+
+// testExportImport round-trips every row through Export and Import into
+// another store, which then goes on where the first left off.
+func testExportImport(t *testing.T, open func(t *testing.T) store.Store) {
+	ctx := t.Context()
+	src := open(t)
+	backupFixture(t, src)
+	b := export(t, src)
+	if len(b.Users) != 3 || len(b.ModelPrices) != 2 || len(b.Records) != 7 || len(b.BalanceChanges) != 2 {
+		t.Fatalf("export: %d users, %d prices, %d records, %d changes", len(b.Users), len(b.ModelPrices), len(b.Records), len(b.BalanceChanges))
+	}
+	if !slices.IsSorted(recordIDs(b.Records)) {
+		t.Fatalf("exported records not by id: %v", recordIDs(b.Records))
+	}
+	if all, _ := listRecords(t, src, store.RecordQuery{SortField: "created_at", PageSize: maxPageSizeForTests}); len(all) != len(b.Records) {
+		t.Fatalf("export has %d records, the store %d", len(b.Records), len(all))
+	}
+	checkAllLedgers(t, src, b)
+
+	// The destination has data of its own, which the import replaces.
+	dst := open(t)
+	newUser(t, dst, "zz", units(1))
+	for range 20 {
+		if _, err := dst.Charge(ctx, store.Record{UserID: "zz", Cost: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dst.AdjustBalance(ctx, "zz", 1, "admin", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.RecordModel(ctx, "old-model", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Import(ctx, b); err != nil {
+		t.Fatalf("Import: %v", err)
+	}
+	sameBackup(t, "export after import", export(t, dst), b)
+	if _, err := dst.User(ctx, "zz"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a user the backup lacks survived the import: %v", err)
+	}
+	if _, err := dst.ModelPrice(ctx, "old-model"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a price the backup lacks survived the import: %v", err)
+	}
+	checkAllLedgers(t, dst, b)
+	for _, r := range b.Records {
+		if r.Key != "" {
+			sameRecord(t, "imported record", recordByKey(t, dst, r.Key), r)
+		}
+	}
+
+	// It goes on where the source left off: new ids after the imported
+	// ones, the keys still taken, the hold still held.
+	var maxRecord, maxChange int64
+	for _, r := range b.Records {
+		maxRecord = max(maxRecord, r.ID)
+	}
+	for _, c := range b.BalanceChanges {
+		maxChange = max(maxChange, c.ID)
+	}
+	res, err := dst.Charge(ctx, store.Record{UserID: "ua", Cost: 1, Key: "new"})
+	if err != nil || res.Record.ID <= maxRecord {
+		t.Fatalf("charge after import: %+v, %v (largest imported id %d)", res, err, maxRecord)
+	}
+	c, err := dst.AdjustBalance(ctx, "ua", 1, "admin", "")
+	if err != nil || c.ID <= maxChange {
+		t.Fatalf("balance change after import: %+v, %v (largest imported id %d)", c, err, maxChange)
+	}
+	if dup, err := dst.Charge(ctx, store.Record{UserID: "ua", Cost: 1, Key: "k3"}); err != nil || !dup.Duplicate {
+		t.Fatalf("an imported key: %+v, %v", dup, err)
+	}
+	held, err := dst.Charge(ctx, store.Record{UserID: "uc", Cost: units(1), Key: "hold"})
+	if err != nil || held.Duplicate || held.Held != units(2) {
+		t.Fatalf("settling an imported hold: %+v, %v", held, err)
+	}
+	checkLedger(t, dst, "ua", 6)
+	checkLedger(t, dst, "uc", 1)
+
+	// Importing into the store it came from gives the same rows back.
+	if err := src.Import(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	sameBackup(t, "re-import into the source", export(t, src), b)
+	checkAllLedgers(t, src, b)
+
+	// An empty backup empties the store.
+	if err := dst.Import(ctx, store.Backup{}); err != nil {
+		t.Fatal(err)
+	}
+	if e := export(t, dst); len(e.Users)+len(e.ModelPrices)+len(e.Records)+len(e.BalanceChanges) != 0 {
+		t.Fatalf("after importing nothing: %+v", e)
+	}
+	if _, total := listUsers(t, dst, store.UserQuery{}); total != 0 {
+		t.Fatalf("%d users after importing nothing", total)
+	}
+}
+
+// testImportFailure imports broken backups: each fails and leaves every row
+// as it was.
+func testImportFailure(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	backupFixture(t, s)
+	before := export(t, s)
+	good := func() store.Backup {
+		b := export(t, s)
+		// Fresh rows, so that the cases below do not share slices.
+		return store.Backup{Users: slices.Clone(b.Users), ModelPrices: slices.Clone(b.ModelPrices),
+			Records: slices.Clone(b.Records), BalanceChanges: slices.Clone(b.BalanceChanges)}
+	}
+	ghost := func(b *store.Backup) { b.Records[len(b.Records)-1].UserID = "ghost" }
+	cases := []struct {
+		name  string
+		spoil func(b *store.Backup)
+	}{
+		{"record of an unknown user", ghost},
+		{"two users with one id", func(b *store.Backup) { b.Users = append(b.Users, b.Users[0]) }},
+		{"two records with one id", func(b *store.Backup) { b.Records = append(b.Records, b.Records[0]) }},
+		{"two records with one key", func(b *store.Backup) {
+			r := b.Records[0]
+			r.ID = 1_000_000
+			b.Records = append(b.Records, r)
+		}},
+		{"two prices with one id", func(b *store.Backup) { b.ModelPrices = append(b.ModelPrices, b.ModelPrices[0]) }},
+		{"balance change of an unknown user", func(b *store.Backup) {
+			b.BalanceChanges[len(b.BalanceChanges)-1].UserID = "ghost"
+		}},
+		{"only a record, of an unknown user", func(b *store.Backup) {
+			*b = store.Backup{Records: b.Records[:1]}
+		}},
+	}
+	for _, tc := range cases {
+		b := good()
+		tc.spoil(&b)
+		if err := s.Import(ctx, b); err == nil {
+			t.Fatalf("%s: Import succeeded", tc.name)
+		}
+		sameBackup(t, "after a failed import ("+tc.name+")", export(t, s), before)
+	}
+	checkAllLedgers(t, s, before)
+	// The store still works, and a good backup still imports.
+	if _, err := s.Charge(ctx, store.Record{UserID: "ua", Cost: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Import(ctx, before); err != nil {
+		t.Fatal(err)
+	}
+	sameBackup(t, "after a good import", export(t, s), before)
 }

@@ -1,0 +1,231 @@
+// Package admin is the dashboard's JSON API. Paths and shapes follow the
+// monitor it replaces, so existing scripts (the community price-sync tool
+// posting to /api/v1/models/price, for one) keep working when the API is
+// mounted at the root of a site of its own.
+package admin
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-playground/validator/v10"
+
+	"github.com/openwebui-monitor/owmon/internal/body"
+	"github.com/openwebui-monitor/owmon/internal/ledger"
+	"github.com/openwebui-monitor/owmon/internal/store"
+)
+
+// API serves the admin endpoints.
+type API struct {
+	ledger    *ledger.Ledger
+	store     store.Store
+	tokenHash [sha256.Size]byte
+	hasToken  bool
+	maxBody   int64
+	log       *slog.Logger
+	validate  *validator.Validate
+	mux       *http.ServeMux
+}
+
+// New returns the API. accessToken is the bearer token admins send; with
+// none configured every request is refused.
+func New(l *ledger.Ledger, accessToken string, maxBody int64, log *slog.Logger) *API {
+	a := &API{
+		ledger: l, store: l.Store(),
+		tokenHash: sha256.Sum256([]byte(accessToken)), hasToken: accessToken != "",
+		maxBody: maxBody, log: log, validate: newValidator(),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/users", a.listUsers)
+	mux.HandleFunc("PUT /api/v1/users/{id}/balance", a.setBalance)
+	mux.HandleFunc("POST /api/v1/users/{id}/topup", a.topUp)
+	mux.HandleFunc("GET /api/v1/users/{id}/balance-history", a.balanceHistory)
+	mux.HandleFunc("PATCH /api/v1/users/{id}", a.patchUser)
+	mux.HandleFunc("DELETE /api/v1/users/{id}", a.deleteUser)
+	mux.HandleFunc("POST /api/v1/models/price", a.updatePrices)
+	mux.HandleFunc("GET /api/v1/models/prices", a.listPrices)
+	mux.HandleFunc("GET /api/v1/panel/records", a.listRecords)
+	mux.HandleFunc("GET /api/v1/panel/records/export", a.exportRecords)
+	mux.HandleFunc("GET /api/v1/panel/usage", a.usage)
+	mux.HandleFunc("GET /api/v1/panel/database/export", a.exportDatabase)
+	mux.HandleFunc("POST /api/v1/panel/database/import", a.importDatabase)
+	a.mux = mux
+	return a
+}
+
+func newValidator() *validator.Validate {
+	v := validator.New(validator.WithRequiredStructEnabled())
+	v.RegisterTagNameFunc(func(f reflect.StructField) string {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			return ""
+		}
+		return name
+	})
+	return v
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !a.authorized(r) {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Unauthorized"})
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+func (a *API) authorized(r *http.Request) bool {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || !a.hasToken {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(got[:], a.tokenHash[:]) == 1
+}
+
+// decode reads a JSON body into v and validates it; it answers the client
+// and returns false when the body is wrong.
+func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	raw, err := body.Read(w, r, a.maxBody)
+	if errors.Is(err, body.ErrTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", a.maxBody))
+		return false
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return false
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid JSON: "+err.Error())
+		return false
+	}
+	if err := a.validate.Struct(v); err != nil {
+		writeValidation(w, err)
+		return false
+	}
+	return true
+}
+
+// writeValidation answers 422 with a message per field.
+func writeValidation(w http.ResponseWriter, err error) {
+	fields := fieldErrors(err)
+	var msgs []string
+	for f, m := range fields {
+		msgs = append(msgs, f+": "+m)
+	}
+	writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": strings.Join(msgs, "; "), "errors": fields})
+}
+
+// validationText is a one-line account of what failed validation.
+func validationText(err error) string {
+	var msgs []string
+	for f, m := range fieldErrors(err) {
+		msgs = append(msgs, f+": "+m)
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func fieldErrors(err error) map[string]string {
+	fields := map[string]string{}
+	var verrs validator.ValidationErrors
+	if !errors.As(err, &verrs) {
+		fields["body"] = err.Error()
+		return fields
+	}
+	for _, fe := range verrs {
+		msg := fe.Tag()
+		switch fe.Tag() {
+		case "required":
+			msg = "is required"
+		case "max":
+			msg = "must be at most " + fe.Param() + " characters"
+		case "min":
+			msg = "must be at least " + fe.Param()
+		case "gte":
+			msg = "must be at least " + fe.Param()
+		}
+		fields[fe.Field()] = msg
+	}
+	return fields
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"could not encode the answer"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func (a *API) storageFailed(w http.ResponseWriter, what string, err error) {
+	a.log.Error("admin storage failure", "what", what, "error", err)
+	writeError(w, http.StatusServiceUnavailable, "the monitor's database is unavailable; nothing was changed")
+}
+
+// paging reads page and pageSize; a bad value is a 400.
+func paging(q map[string][]string, defSize int) (page, size int, err error) {
+	page, size = 1, defSize
+	if v := first(q, "page"); v != "" {
+		if page, err = strconv.Atoi(v); err != nil || page < 1 {
+			return 0, 0, fmt.Errorf("page: %q is not a page number", v)
+		}
+	}
+	if v := first(q, "pageSize"); v != "" {
+		if size, err = strconv.Atoi(v); err != nil || size < 1 || size > 500 {
+			return 0, 0, fmt.Errorf("pageSize: %q is not between 1 and 500", v)
+		}
+	}
+	return page, size, nil
+}
+
+func first(q map[string][]string, k string) string {
+	if v := q[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// order reads sortOrder: "ascend"/"asc" or "descend"/"desc".
+func order(v string) (descending bool, err error) {
+	switch strings.ToLower(v) {
+	case "", "ascend", "asc":
+		return false, nil
+	case "descend", "desc":
+		return true, nil
+	}
+	return false, fmt.Errorf("sortOrder: %q is neither ascend nor descend", v)
+}
+
+// parseTime reads an RFC 3339 time, a date (YYYY-MM-DD, UTC) or unix
+// milliseconds.
+func parseTime(name, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", v); err == nil {
+		return t, nil
+	}
+	if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.UnixMilli(ms).UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("%s: %q is not a time (RFC 3339, YYYY-MM-DD or unix milliseconds)", name, v)
+}

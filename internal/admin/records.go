@@ -1,0 +1,224 @@
+package admin
+
+import (
+	"encoding/csv"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/openwebui-monitor/owmon/internal/money"
+	"github.com/openwebui-monitor/owmon/internal/store"
+)
+
+// recordSort maps the sort fields the old dashboard sent to ours.
+var recordSort = map[string]string{
+	"use_time": "created_at", "created_at": "created_at",
+	"model_name": "model", "model": "model",
+	"cost": "cost", "input_tokens": "input_tokens", "output_tokens": "output_tokens",
+	"nickname": "nickname", "user_id": "user_id", "balance_after": "balance_after",
+}
+
+type recordJSON struct {
+	ID           int64        `json:"id"`
+	UserID       string       `json:"user_id"`
+	Nickname     string       `json:"nickname"`
+	UseTime      time.Time    `json:"use_time"`
+	ModelName    string       `json:"model_name"`
+	InputTokens  int64        `json:"input_tokens"`
+	OutputTokens int64        `json:"output_tokens"`
+	Cost         money.Amount `json:"cost"`
+	BalanceAfter money.Amount `json:"balance_after"`
+	Source       string       `json:"source"`
+	Status       string       `json:"status"`
+	Estimated    bool         `json:"estimated"`
+	Purpose      string       `json:"purpose"`
+	ChatID       string       `json:"chat_id"`
+	MessageID    string       `json:"message_id"`
+	DurationMS   int64        `json:"duration_ms"`
+}
+
+func recordOut(r store.Record) recordJSON {
+	return recordJSON{r.ID, r.UserID, r.Nickname, r.CreatedAt, r.Model, r.InputTokens, r.OutputTokens,
+		r.Cost, r.BalanceAfter, r.Source, r.Status, r.Estimated, r.Purpose, r.ChatID, r.MessageID, r.DurationMS}
+}
+
+// recordQuery reads the records filter shared by the list and the export.
+func recordQuery(q url.Values) (store.RecordQuery, error) {
+	var rq store.RecordQuery
+	var err error
+	if rq.Page, rq.PageSize, err = paging(q, 10); err != nil {
+		return rq, err
+	}
+	if f := q.Get("sortField"); f != "" {
+		mapped, ok := recordSort[f]
+		if !ok {
+			return rq, errors.New("sortField: " + quote(f) + " is not one of use_time, model_name, cost, input_tokens, output_tokens, nickname, user_id, balance_after")
+		}
+		rq.SortField = mapped
+	}
+	if rq.Descending, err = order(q.Get("sortOrder")); err != nil {
+		return rq, err
+	}
+	if q.Get("sortField") == "" {
+		rq.Descending = true // newest first
+	}
+	rq.Users = list(q.Get("users"))
+	rq.Models = list(q.Get("models"))
+	if rq.From, err = parseTime("startDate", q.Get("startDate")); err != nil {
+		return rq, err
+	}
+	if rq.To, err = parseTime("endDate", q.Get("endDate")); err != nil {
+		return rq, err
+	}
+	return rq, nil
+}
+
+func list(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// listRecords: GET /api/v1/panel/records?page&pageSize&sortField&sortOrder&users&models&startDate&endDate
+func (a *API) listRecords(w http.ResponseWriter, r *http.Request) {
+	rq, err := recordQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	recs, total, err := a.store.ListRecords(r.Context(), rq)
+	if errors.Is(err, store.ErrInvalidQuery) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err != nil {
+		a.storageFailed(w, "list records", err)
+		return
+	}
+	out := make([]recordJSON, len(recs))
+	for i, rec := range recs {
+		out[i] = recordOut(rec)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"records": out, "total": total})
+}
+
+// exportRecords: GET /api/v1/panel/records/export — the filtered records as
+// CSV (RFC 4180), streamed row by row.
+func (a *API) exportRecords(w http.ResponseWriter, r *http.Request) {
+	rq, err := recordQuery(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="usage_records.csv"`)
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"time", "user_id", "nickname", "model", "input_tokens", "output_tokens", "cost", "balance_after", "source", "status", "purpose", "estimated"})
+	n := 0
+	err = a.store.EachRecord(r.Context(), rq, func(rec store.Record) error {
+		if err := cw.Write([]string{
+			rec.CreatedAt.UTC().Format(time.RFC3339), cell(rec.UserID), cell(rec.Nickname), cell(rec.Model),
+			strconv.FormatInt(rec.InputTokens, 10), strconv.FormatInt(rec.OutputTokens, 10),
+			rec.Cost.String(), rec.BalanceAfter.String(), rec.Source, rec.Status, cell(rec.Purpose),
+			strconv.FormatBool(rec.Estimated),
+		}); err != nil {
+			return err
+		}
+		if n++; n%500 == 0 {
+			cw.Flush()
+		}
+		return cw.Error()
+	})
+	cw.Flush()
+	if err != nil {
+		// The header is out: all we can do is stop, and say why in the log.
+		a.log.Error("record export stopped", "error", err)
+	}
+}
+
+// cell neutralises text a spreadsheet would run as a formula.
+func cell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
+
+type totalsJSON struct {
+	TotalCount   int64        `json:"total_count"`
+	TotalCost    money.Amount `json:"total_cost"`
+	InputTokens  int64        `json:"input_tokens"`
+	OutputTokens int64        `json:"output_tokens"`
+}
+
+func totalsOut(t store.UsageTotals) totalsJSON {
+	return totalsJSON{t.Calls, t.Cost, t.InputTokens, t.OutputTokens}
+}
+
+// usage: GET /api/v1/panel/usage?startTime&endTime — totals per model, per
+// user (by id, with the current name) and per day.
+func (a *API) usage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	from, err := parseTime("startTime", q.Get("startTime"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	to, err := parseTime("endTime", q.Get("endTime"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	u, err := a.store.UsageBetween(r.Context(), from, to)
+	if err != nil {
+		a.storageFailed(w, "usage", err)
+		return
+	}
+	type modelJSON struct {
+		ModelName string `json:"model_name"`
+		totalsJSON
+	}
+	type userJSON struct {
+		UserID   string `json:"user_id"`
+		Nickname string `json:"nickname"`
+		totalsJSON
+	}
+	type dayJSON struct {
+		Day string `json:"day"`
+		totalsJSON
+	}
+	models := make([]modelJSON, len(u.ByModel))
+	for i, m := range u.ByModel {
+		models[i] = modelJSON{m.Model, totalsOut(m.UsageTotals)}
+	}
+	users := make([]userJSON, len(u.ByUser))
+	for i, x := range u.ByUser {
+		users[i] = userJSON{x.UserID, x.Name, totalsOut(x.UsageTotals)}
+	}
+	days := make([]dayJSON, len(u.ByDay))
+	for i, d := range u.ByDay {
+		days[i] = dayJSON{d.Day.Format("2006-01-02"), totalsOut(d.UsageTotals)}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"models": models, "users": users, "daily": days,
+		"timeRange": map[string]any{"startTime": timeOrNil(from), "endTime": timeOrNil(to)},
+		"stats": map[string]any{
+			"totalTokens": u.Total.InputTokens + u.Total.OutputTokens, "totalCalls": u.Total.Calls,
+			"totalCost": u.Total.Cost, "activeUsers": u.ActiveUsers, "models": u.Models,
+		},
+	})
+}
+
+func timeOrNil(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}

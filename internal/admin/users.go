@@ -1,0 +1,194 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/openwebui-monitor/owmon/internal/money"
+	"github.com/openwebui-monitor/owmon/internal/store"
+)
+
+type userJSON struct {
+	ID        string       `json:"id"`
+	Email     string       `json:"email"`
+	Name      string       `json:"name"`
+	Role      string       `json:"role"`
+	Balance   money.Amount `json:"balance"`
+	Deleted   bool         `json:"deleted"` // blocked; the old monitor's name
+	CreatedAt time.Time    `json:"created_at"`
+}
+
+func userOut(u store.User) userJSON {
+	return userJSON{u.ID, u.Email, u.Name, u.Role, u.Balance, u.Blocked, u.CreatedAt}
+}
+
+// listUsers: GET /api/v1/users?page&pageSize&sortField&sortOrder&search&deleted
+func (a *API) listUsers(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	page, size, err := paging(q, 20)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	uq := store.UserQuery{Page: page, PageSize: size, Search: strings.TrimSpace(q.Get("search"))}
+	if uq.SortField = q.Get("sortField"); uq.SortField != "" && !allowed(uq.SortField, store.UserSortFields) {
+		writeError(w, http.StatusBadRequest, "sortField: "+quote(uq.SortField)+" is not one of "+strings.Join(store.UserSortFields, ", "))
+		return
+	}
+	if uq.Descending, err = order(q.Get("sortOrder")); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if uq.SortField == "" {
+		uq.Descending = true // newest first, as before
+	}
+	switch d := q.Get("deleted"); d {
+	case "":
+	case "true", "false":
+		blocked := d == "true"
+		uq.Blocked = &blocked
+	default:
+		writeError(w, http.StatusBadRequest, "deleted: "+quote(d)+" is neither true nor false")
+		return
+	}
+	users, total, err := a.store.ListUsers(r.Context(), uq)
+	if errors.Is(err, store.ErrInvalidQuery) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err != nil {
+		a.storageFailed(w, "list users", err)
+		return
+	}
+	out := make([]userJSON, len(users))
+	for i, u := range users {
+		out[i] = userOut(u)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": out, "total": total, "page": page, "pageSize": size})
+}
+
+type balanceBody struct {
+	Balance *money.Amount `json:"balance" validate:"required"`
+	Reason  string        `json:"reason" validate:"max=500"`
+}
+
+// setBalance: PUT /api/v1/users/{id}/balance {"balance": 12.5}
+func (a *API) setBalance(w http.ResponseWriter, r *http.Request) {
+	var b balanceBody
+	if !a.decode(w, r, &b) {
+		return
+	}
+	c, err := a.store.SetBalance(r.Context(), r.PathValue("id"), *b.Balance, "admin", b.Reason)
+	a.answerChange(w, c, err)
+}
+
+type topUpBody struct {
+	Amount *money.Amount `json:"amount" validate:"required"`
+	Reason string        `json:"reason" validate:"max=500"`
+}
+
+// topUp: POST /api/v1/users/{id}/topup {"amount": 5, "reason": "…"}; a
+// negative amount takes money away.
+func (a *API) topUp(w http.ResponseWriter, r *http.Request) {
+	var b topUpBody
+	if !a.decode(w, r, &b) {
+		return
+	}
+	c, err := a.store.AdjustBalance(r.Context(), r.PathValue("id"), *b.Amount, "admin", b.Reason)
+	a.answerChange(w, c, err)
+}
+
+func (a *API) answerChange(w http.ResponseWriter, c store.BalanceChange, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "no such user")
+	case err != nil:
+		a.storageFailed(w, "balance change", err)
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{
+			"success": true, "balance": c.NewBalance, "oldBalance": c.OldBalance, "changeId": c.ID,
+		})
+	}
+}
+
+// balanceHistory: GET /api/v1/users/{id}/balance-history
+func (a *API) balanceHistory(w http.ResponseWriter, r *http.Request) {
+	changes, err := a.store.BalanceChanges(r.Context(), r.PathValue("id"), 100)
+	if err != nil {
+		a.storageFailed(w, "balance history", err)
+		return
+	}
+	type changeJSON struct {
+		ID         int64        `json:"id"`
+		Actor      string       `json:"actor"`
+		Reason     string       `json:"reason"`
+		OldBalance money.Amount `json:"old_balance"`
+		NewBalance money.Amount `json:"new_balance"`
+		CreatedAt  time.Time    `json:"created_at"`
+	}
+	out := make([]changeJSON, len(changes))
+	for i, c := range changes {
+		out[i] = changeJSON{c.ID, c.Actor, c.Reason, c.OldBalance, c.NewBalance, c.CreatedAt}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"changes": out})
+}
+
+type patchBody struct {
+	Deleted *bool `json:"deleted" validate:"required"`
+}
+
+// patchUser: PATCH /api/v1/users/{id} {"deleted": true} blocks the user.
+func (a *API) patchUser(w http.ResponseWriter, r *http.Request) {
+	var b patchBody
+	if !a.decode(w, r, &b) {
+		return
+	}
+	id := r.PathValue("id")
+	err := a.store.SetBlocked(r.Context(), id, *b.Deleted)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "User not found")
+		return
+	}
+	if err != nil {
+		a.storageFailed(w, "block user", err)
+		return
+	}
+	u, err := a.store.User(r.Context(), id)
+	if err != nil {
+		a.storageFailed(w, "read user", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "user": userOut(u)})
+}
+
+// deleteUser: DELETE /api/v1/users/{id} removes the user and their history.
+func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) {
+	err := a.store.DeleteUser(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "User not found")
+		return
+	}
+	if err != nil {
+		a.storageFailed(w, "delete user", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true})
+}
+
+func allowed(v string, list []string) bool {
+	for _, x := range list {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func quote(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "…"
+	}
+	return `"` + s + `"`
+}

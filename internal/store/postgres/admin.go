@@ -1,0 +1,512 @@
+package postgres
+
+// The admin's queries: lists with paging, usage summaries, backups. The
+// sqlite package implements the same queries; keep the two alike.
+//
+// Sorting: only the fields of store.UserSortFields and
+// store.RecordSortFields, mapped to SQL here; anything else is refused
+// before any SQL runs. Text fields sort case-insensitively in byte order
+// (lower(x) COLLATE "C"), as SQLite's COLLATE NOCASE does for ASCII, so the
+// order does not depend on the database's locale; every order ends with the
+// id as a tie-breaker in the same direction.
+//
+// Search: a case-insensitive substring of the name or the email (ILIKE),
+// with %, _ and \ taken literally.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/openwebui-monitor/owmon/internal/store"
+)
+
+// Paging limits of store.UserQuery and store.RecordQuery.
+const (
+	defaultPageSize = 20
+	maxPageSize     = 500
+)
+
+// userSort maps store.UserSortFields to SQL.
+var userSort = map[string]string{
+	"created_at": "created_at",
+	"balance":    "balance",
+	"name":       `lower(name) COLLATE "C"`,
+	"email":      `lower(email) COLLATE "C"`,
+	"role":       `lower(role) COLLATE "C"`,
+}
+
+// recordSort maps store.RecordSortFields to SQL.
+var recordSort = map[string]string{
+	"created_at":    "created_at",
+	"cost":          "cost",
+	"input_tokens":  "input_tokens",
+	"output_tokens": "output_tokens",
+	"model":         `lower(model) COLLATE "C"`,
+	"user_id":       `lower(user_id) COLLATE "C"`,
+	"nickname":      `lower(nickname) COLLATE "C"`,
+	"balance_after": "balance_after",
+}
+
+// limitOffset checks a page and returns its LIMIT and OFFSET.
+func limitOffset(page, size int) (limit, offset int64, err error) {
+	if size == 0 {
+		size = defaultPageSize
+	}
+	if size < 1 || size > maxPageSize {
+		return 0, 0, fmt.Errorf("%w: page size %d is not within 1..%d", store.ErrInvalidQuery, size, maxPageSize)
+	}
+	if page < 0 {
+		return 0, 0, fmt.Errorf("%w: page %d is negative", store.ErrInvalidQuery, page)
+	}
+	if page == 0 {
+		page = 1
+	}
+	if int64(page-1) > math.MaxInt64/int64(size) {
+		return 0, 0, fmt.Errorf("%w: page %d is too far", store.ErrInvalidQuery, page)
+	}
+	return int64(size), int64(page-1) * int64(size), nil
+}
+
+// orderBy returns the ORDER BY list for a sort field ("" is created_at),
+// ending with tie, the id, as a tie-breaker.
+func orderBy(fields map[string]string, field string, desc bool, tie string) (string, error) {
+	if field == "" {
+		field = "created_at"
+	}
+	col, ok := fields[field]
+	if !ok {
+		return "", fmt.Errorf("%w: cannot sort by %q", store.ErrInvalidQuery, field)
+	}
+	dir := " ASC"
+	if desc {
+		dir = " DESC"
+	}
+	return col + dir + ", " + tie + dir, nil
+}
+
+// where builds a WHERE clause with numbered parameters.
+type where struct {
+	conds []string
+	args  []any
+}
+
+// arg adds a parameter and returns its placeholder.
+func (w *where) arg(v any) string {
+	w.args = append(w.args, v)
+	return "$" + strconv.Itoa(len(w.args))
+}
+
+func (w *where) add(cond string) { w.conds = append(w.conds, cond) }
+
+func (w *where) String() string {
+	if len(w.conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(w.conds, " AND ")
+}
+
+// likeEscaper makes LIKE's wildcards (and its escape) literal.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+// usCeil is the first stored time (microseconds) not before t, so that
+// created_at >= usCeil(t) and created_at < usCeil(t) are exact.
+func usCeil(t time.Time) time.Time {
+	u := t.UTC().Truncate(time.Microsecond)
+	if u.Before(t) {
+		u = u.Add(time.Microsecond)
+	}
+	return u
+}
+
+// between adds col in [from, to); zero times are unbounded.
+func (w *where) between(col string, from, to time.Time) {
+	if !from.IsZero() {
+		w.add(col + " >= " + w.arg(usCeil(from)))
+	}
+	if !to.IsZero() {
+		w.add(col + " < " + w.arg(usCeil(to)))
+	}
+}
+
+// readTx runs fn in a read-only REPEATABLE READ transaction: one snapshot
+// for all its statements.
+func (s *Store) readTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // read only
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// queryer is a pool or a transaction.
+type queryer interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// collect runs a query and scans every row.
+func collect[T any](ctx context.Context, q queryer, scan func(pgx.Row) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// ListUsers returns a page of users and how many match in all.
+func (s *Store) ListUsers(ctx context.Context, q store.UserQuery) ([]store.User, int64, error) {
+	limit, offset, err := limitOffset(q.Page, q.PageSize)
+	if err != nil {
+		return nil, 0, err
+	}
+	order, err := orderBy(userSort, q.SortField, q.Descending, `id COLLATE "C"`)
+	if err != nil {
+		return nil, 0, err
+	}
+	var w where
+	if q.Search != "" {
+		p := w.arg("%" + likeEscaper.Replace(q.Search) + "%")
+		w.add(`(name ILIKE ` + p + ` ESCAPE '\' OR email ILIKE ` + p + ` ESCAPE '\')`)
+	}
+	if q.Blocked != nil {
+		w.add("deleted = " + w.arg(*q.Blocked))
+	}
+	count, countArgs := `SELECT COUNT(*) FROM users`+w.String(), w.args
+	list := `SELECT ` + userCols + ` FROM users` + w.String() +
+		` ORDER BY ` + order + ` LIMIT ` + w.arg(limit) + ` OFFSET ` + w.arg(offset)
+	var (
+		users []store.User
+		total int64
+	)
+	err = s.readTx(ctx, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, count, countArgs...).Scan(&total); err != nil {
+			return err
+		}
+		var err error
+		users, err = collect(ctx, tx, scanUser, list, w.args...)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return users, total, nil
+}
+
+// DeleteUser removes a user with their records and balance changes. The
+// user's row is locked first, so no charge can add a record meanwhile.
+func (s *Store) DeleteUser(ctx context.Context, id string) error {
+	_, err := retry(ctx, func() (struct{}, error) {
+		tx, err := s.pool.Begin(ctx)
+		if err != nil {
+			return struct{}{}, err
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+		var one int
+		err = tx.QueryRow(ctx, `SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, id).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return struct{}{}, store.ErrNotFound
+		}
+		if err != nil {
+			return struct{}{}, err
+		}
+		for _, q := range []string{
+			`DELETE FROM balance_changes WHERE user_id = $1`,
+			`DELETE FROM usage_records WHERE user_id = $1`,
+			`DELETE FROM users WHERE id = $1`,
+		} {
+			if _, err := tx.Exec(ctx, q, id); err != nil {
+				return struct{}{}, err
+			}
+		}
+		return struct{}{}, tx.Commit(ctx)
+	})
+	return err
+}
+
+const changeCols = `id, user_id, actor, reason, old_balance, new_balance, created_at`
+
+func scanChange(row pgx.Row) (store.BalanceChange, error) {
+	var c store.BalanceChange
+	err := row.Scan(&c.ID, &c.UserID, &c.Actor, &c.Reason, &c.OldBalance, &c.NewBalance, &c.CreatedAt)
+	c.CreatedAt = c.CreatedAt.UTC()
+	return c, err
+}
+
+// defaultChanges is how many balance changes BalanceChanges returns when
+// the caller gives no limit.
+const defaultChanges = 50
+
+// BalanceChanges returns a user's latest balance changes, newest first (an
+// unknown user has none).
+func (s *Store) BalanceChanges(ctx context.Context, userID string, limit int) ([]store.BalanceChange, error) {
+	if limit <= 0 {
+		limit = defaultChanges
+	}
+	return collect(ctx, s.pool, scanChange, `SELECT `+changeCols+` FROM balance_changes
+		WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`, userID, limit)
+}
+
+// recordWhere is the WHERE clause of a record query. The id lists are one
+// array parameter each.
+func recordWhere(q store.RecordQuery) where {
+	var w where
+	if len(q.Users) > 0 {
+		w.add("user_id = ANY(" + w.arg(q.Users) + ")")
+	}
+	if len(q.Models) > 0 {
+		w.add("model = ANY(" + w.arg(q.Models) + ")")
+	}
+	w.between("created_at", q.From, q.To)
+	return w
+}
+
+// ListRecords returns a page of records and how many match in all.
+func (s *Store) ListRecords(ctx context.Context, q store.RecordQuery) ([]store.Record, int64, error) {
+	limit, offset, err := limitOffset(q.Page, q.PageSize)
+	if err != nil {
+		return nil, 0, err
+	}
+	order, err := orderBy(recordSort, q.SortField, q.Descending, "id")
+	if err != nil {
+		return nil, 0, err
+	}
+	w := recordWhere(q)
+	count, countArgs := `SELECT COUNT(*) FROM usage_records`+w.String(), w.args
+	list := `SELECT ` + recordCols + ` FROM usage_records` + w.String() +
+		` ORDER BY ` + order + ` LIMIT ` + w.arg(limit) + ` OFFSET ` + w.arg(offset)
+	var (
+		recs  []store.Record
+		total int64
+	)
+	err = s.readTx(ctx, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, count, countArgs...).Scan(&total); err != nil {
+			return err
+		}
+		var err error
+		recs, err = collect(ctx, tx, scanRecord, list, w.args...)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return recs, total, nil
+}
+
+// EachRecord calls fn for every matching record in ListRecords' order,
+// ignoring paging. pgx reads the rows from the connection as fn takes them.
+func (s *Store) EachRecord(ctx context.Context, q store.RecordQuery, fn func(store.Record) error) error {
+	order, err := orderBy(recordSort, q.SortField, q.Descending, "id")
+	if err != nil {
+		return err
+	}
+	w := recordWhere(q)
+	rows, err := s.pool.Query(ctx, `SELECT `+recordCols+` FROM usage_records`+w.String()+` ORDER BY `+order, w.args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// usageSums are the sums of store.UsageTotals, in its order.
+const usageSums = `COALESCE(SUM(cost), 0)::BIGINT, COUNT(*), COALESCE(SUM(input_tokens), 0)::BIGINT,
+	COALESCE(SUM(output_tokens), 0)::BIGINT`
+
+func scanTotals(row pgx.Row, lead ...any) (store.UsageTotals, error) {
+	var t store.UsageTotals
+	err := row.Scan(append(lead, &t.Cost, &t.Calls, &t.InputTokens, &t.OutputTokens)...)
+	return t, err
+}
+
+// UsageBetween summarises the final (not pending) records created in
+// [from, to), in one snapshot.
+func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usage, error) {
+	var w where
+	w.add("status <> 'pending'")
+	w.between("created_at", from, to)
+	cond := w.String()
+	u := store.Usage{ByModel: []store.ModelUsage{}, ByUser: []store.UserUsage{}, ByDay: []store.DayUsage{}}
+	err := s.readTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		u.Total, err = scanTotals(tx.QueryRow(ctx, `SELECT COUNT(DISTINCT user_id), COUNT(DISTINCT model), `+usageSums+`
+			FROM usage_records`+cond, w.args...), &u.ActiveUsers, &u.Models)
+		if err != nil {
+			return err
+		}
+		u.ByModel, err = collect(ctx, tx, func(row pgx.Row) (store.ModelUsage, error) {
+			var m store.ModelUsage
+			var err error
+			m.UsageTotals, err = scanTotals(row, &m.Model)
+			return m, err
+		}, `SELECT model, `+usageSums+` FROM usage_records`+cond+`
+			GROUP BY model ORDER BY SUM(cost) DESC, model COLLATE "C"`, w.args...)
+		if err != nil {
+			return err
+		}
+		// The names are the users' current ones.
+		u.ByUser, err = collect(ctx, tx, func(row pgx.Row) (store.UserUsage, error) {
+			var uu store.UserUsage
+			var err error
+			uu.UsageTotals, err = scanTotals(row, &uu.UserID, &uu.Name)
+			return uu, err
+		}, `SELECT a.user_id, COALESCE(u.name, ''), a.cost, a.calls, a.input_tokens, a.output_tokens
+			FROM (SELECT user_id, SUM(cost)::BIGINT AS cost, COUNT(*) AS calls,
+					SUM(input_tokens)::BIGINT AS input_tokens, SUM(output_tokens)::BIGINT AS output_tokens
+				FROM usage_records`+cond+` GROUP BY user_id) a
+			LEFT JOIN users u ON u.id = a.user_id
+			ORDER BY a.cost DESC, a.user_id COLLATE "C"`, w.args...)
+		if err != nil {
+			return err
+		}
+		u.ByDay, err = collect(ctx, tx, func(row pgx.Row) (store.DayUsage, error) {
+			var d store.DayUsage
+			var err error
+			d.UsageTotals, err = scanTotals(row, &d.Day)
+			d.Day = d.Day.UTC() // timestamp without time zone: pgx reads it as UTC
+			return d, err
+		}, `SELECT date_trunc('day', created_at AT TIME ZONE 'UTC') AS day, `+usageSums+`
+			FROM usage_records`+cond+` GROUP BY day ORDER BY day`, w.args...)
+		return err
+	})
+	if err != nil {
+		return store.Usage{}, err
+	}
+	return u, nil
+}
+
+// ListModelPrices returns every price row, by id (in byte order, as SQLite).
+func (s *Store) ListModelPrices(ctx context.Context) ([]store.ModelPrice, error) {
+	return collect(ctx, s.pool, scanPrice, `SELECT `+priceCols+` FROM model_prices ORDER BY id COLLATE "C"`)
+}
+
+// Export returns every row, in one snapshot.
+func (s *Store) Export(ctx context.Context) (store.Backup, error) {
+	var b store.Backup
+	err := s.readTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if b.Users, err = collect(ctx, tx, scanUser, `SELECT `+userCols+` FROM users ORDER BY id COLLATE "C"`); err != nil {
+			return err
+		}
+		if b.ModelPrices, err = collect(ctx, tx, scanPrice, `SELECT `+priceCols+` FROM model_prices ORDER BY id COLLATE "C"`); err != nil {
+			return err
+		}
+		if b.Records, err = collect(ctx, tx, scanRecord, `SELECT `+recordCols+` FROM usage_records ORDER BY id`); err != nil {
+			return err
+		}
+		b.BalanceChanges, err = collect(ctx, tx, scanChange, `SELECT `+changeCols+` FROM balance_changes ORDER BY id`)
+		return err
+	})
+	if err != nil {
+		return store.Backup{}, err
+	}
+	return b, nil
+}
+
+// Import replaces every row with the backup's in one transaction: the rows
+// keep their ids, keys, times and statuses, and the id sequences continue
+// after the largest ids. Any failure (a record of a user the backup lacks,
+// two rows with one id or key) undoes all of it. TRUNCATE locks the tables
+// until the end, so no charge interleaves with the import.
+func (s *Store) Import(ctx context.Context, b store.Backup) error {
+	_, err := retry(ctx, func() (struct{}, error) { return struct{}{}, s.importRows(ctx, b) })
+	if err != nil {
+		return fmt.Errorf("postgres: import: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) importRows(ctx context.Context, b store.Backup) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if _, err := tx.Exec(ctx, `TRUNCATE users, model_prices, usage_records, balance_changes`); err != nil {
+		return err
+	}
+	err = copyRows(ctx, tx, "users", []string{"id", "email", "name", "role", "balance", "initial_balance", "deleted",
+		"created_at", "updated_at"}, b.Users, func(u store.User) []any {
+		return []any{u.ID, u.Email, u.Name, u.Role, int64(u.Balance), int64(u.InitialBalance), u.Blocked,
+			u.CreatedAt, u.UpdatedAt}
+	})
+	if err != nil {
+		return err
+	}
+	err = copyRows(ctx, tx, "model_prices", []string{"id", "name", "base_model_id", "input_price", "output_price",
+		"per_msg_price", "priced", "created_at", "updated_at"}, b.ModelPrices, func(p store.ModelPrice) []any {
+		return []any{p.ID, p.Name, p.BaseModelID, int64(p.Input), int64(p.Output), int64(p.PerMessage), p.Priced,
+			p.UpdatedAt, p.UpdatedAt}
+	})
+	if err != nil {
+		return err
+	}
+	err = copyRows(ctx, tx, "usage_records", []string{"id", "user_id", "nickname", "model", "input_tokens",
+		"output_tokens", "cached_tokens", "reasoning_tokens", "cost", "balance_after", "source", "status", "estimated",
+		"purpose", "chat_id", "message_id", "idem_key", "duration_ms", "created_at", "expires_at"}, b.Records,
+		func(r store.Record) []any {
+			return []any{r.ID, r.UserID, r.Nickname, r.Model, r.InputTokens, r.OutputTokens, r.CachedTokens,
+				r.ReasoningTokens, int64(r.Cost), int64(r.BalanceAfter), r.Source, r.Status, r.Estimated, r.Purpose,
+				r.ChatID, r.MessageID, nullKey(r.Key), r.DurationMS, r.CreatedAt, r.ExpiresAt}
+		})
+	if err != nil {
+		return err
+	}
+	err = copyRows(ctx, tx, "balance_changes", []string{"id", "user_id", "actor", "reason", "old_balance",
+		"new_balance", "created_at"}, b.BalanceChanges, func(c store.BalanceChange) []any {
+		return []any{c.ID, c.UserID, c.Actor, c.Reason, int64(c.OldBalance), int64(c.NewBalance), c.CreatedAt}
+	})
+	if err != nil {
+		return err
+	}
+	// The identities continue after the imported ids (at 1 when empty).
+	for _, table := range []string{"usage_records", "balance_changes"} {
+		if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('`+table+`', 'id'),
+			COALESCE((SELECT MAX(id) FROM `+table+`), 0) + 1, false)`); err != nil {
+			return err
+		}
+	}
+	return tx.Commit(ctx)
+}
+
+// copyRows loads rows into a table with COPY. The foreign keys, primary
+// keys and unique keys are checked as the rows arrive.
+func copyRows[T any](ctx context.Context, tx pgx.Tx, table string, cols []string, rows []T, values func(T) []any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+		return values(rows[i]), nil
+	}))
+	if err != nil {
+		return fmt.Errorf("%s: %w", strings.ReplaceAll(table, "_", " "), err)
+	}
+	return nil
+}
