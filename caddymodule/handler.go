@@ -45,7 +45,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	s := h.app.settings
 	h.endpoints = function.New(h.app.ledger, counter, s.APIKey, s.MaxBodyBytes, ctx.Slogger())
 	if s.DashboardPath != "" {
-		h.admin = admin.New(h.app.ledger, s.AccessToken, s.MaxBodyBytes, ctx.Slogger())
+		h.admin = admin.New(h.app.ledger, admin.Options{
+			AccessToken: s.AccessToken, MaxBodyBytes: s.MaxBodyBytes,
+			OpenWebUI: s.OpenWebUI, OpenWebUIAPIKey: s.OpenWebUIAPIKey, Log: ctx.Slogger(),
+		})
 		h.prefix = strings.TrimSuffix(s.DashboardPath, "/")
 	}
 	return nil

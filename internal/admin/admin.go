@@ -24,10 +24,21 @@ import (
 	"github.com/openwebui-monitor/owmon/internal/store"
 )
 
+// Options configure the API.
+type Options struct {
+	AccessToken     string // the bearer token admins send; none: every request is refused
+	MaxBodyBytes    int64
+	OpenWebUI       string       // OpenWebUI's base URL, for its models
+	OpenWebUIAPIKey string       // an OpenWebUI admin key
+	Client          *http.Client // for OpenWebUI; default: 30s timeout
+	Log             *slog.Logger
+}
+
 // API serves the admin endpoints.
 type API struct {
 	ledger    *ledger.Ledger
 	store     store.Store
+	opts      Options
 	tokenHash [sha256.Size]byte
 	hasToken  bool
 	maxBody   int64
@@ -36,15 +47,22 @@ type API struct {
 	mux       *http.ServeMux
 }
 
-// New returns the API. accessToken is the bearer token admins send; with
-// none configured every request is refused.
-func New(l *ledger.Ledger, accessToken string, maxBody int64, log *slog.Logger) *API {
+// New returns the API.
+func New(l *ledger.Ledger, opts Options) *API {
+	if opts.Client == nil {
+		opts.Client = &http.Client{Timeout: 30 * time.Second}
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
 	a := &API{
-		ledger: l, store: l.Store(),
-		tokenHash: sha256.Sum256([]byte(accessToken)), hasToken: accessToken != "",
-		maxBody: maxBody, log: log, validate: newValidator(),
+		ledger: l, store: l.Store(), opts: opts,
+		tokenHash: sha256.Sum256([]byte(opts.AccessToken)), hasToken: opts.AccessToken != "",
+		maxBody: opts.MaxBodyBytes, log: opts.Log, validate: newValidator(),
 	}
 	mux := http.NewServeMux()
+	a.routeModels(mux)
+	a.routePages(mux)
 	mux.HandleFunc("GET /api/v1/users", a.listUsers)
 	mux.HandleFunc("PUT /api/v1/users/{id}/balance", a.setBalance)
 	mux.HandleFunc("POST /api/v1/users/{id}/topup", a.topUp)

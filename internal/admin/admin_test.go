@@ -50,7 +50,7 @@ func eachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 			}
 			t.Cleanup(func() { st.Close() })
 			l := ledger.New(st, ledger.Config{DefaultPrice: pricing.Price{Input: money.Units(1_000_000), Output: money.Units(1_000_000), PerMessage: -1}})
-			srv := httptest.NewServer(New(l, token, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil))))
+			srv := httptest.NewServer(New(l, Options{AccessToken: token, MaxBodyBytes: 1 << 20, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 			t.Cleanup(srv.Close)
 			fn(t, &env{st: st, l: l, srv: srv})
 		})
@@ -99,7 +99,7 @@ func TestAuth(t *testing.T) {
 		}
 	})
 	// No token configured: nothing is served.
-	srv := httptest.NewServer(New(ledger.New(nil, ledger.Config{}), "", 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	srv := httptest.NewServer(New(ledger.New(nil, ledger.Config{}), Options{MaxBodyBytes: 1 << 20}))
 	defer srv.Close()
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/users", nil)
 	req.Header.Set("Authorization", "Bearer ")
