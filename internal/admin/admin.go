@@ -32,6 +32,7 @@ type Options struct {
 	OpenWebUIAPIKey string       // an OpenWebUI admin key
 	Client          *http.Client // for OpenWebUI; default: 30s timeout
 	Log             *slog.Logger
+	Currency        string // the symbol shown before amounts on the pages; default "$"
 }
 
 // API serves the admin endpoints.
@@ -45,6 +46,7 @@ type API struct {
 	log       *slog.Logger
 	validate  *validator.Validate
 	mux       *http.ServeMux
+	ui        *ui // the server-rendered pages and their sessions (pages.go)
 }
 
 // New returns the API.
@@ -54,6 +56,9 @@ func New(l *ledger.Ledger, opts Options) *API {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Currency == "" {
+		opts.Currency = "$"
 	}
 	a := &API{
 		ledger: l, store: l.Store(), opts: opts,
@@ -93,16 +98,41 @@ func newValidator() *validator.Validate {
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !a.authorized(r) {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Unauthorized"})
+	// Pages, the login form and static files check sessions themselves.
+	if a.ui != nil && a.ui.serves(r) {
+		a.ui.mux.ServeHTTP(w, r)
 		return
+	}
+	if !a.authorized(r) {
+		// A browser session may stand in for the bearer token; a change
+		// made with one needs the session's CSRF token as well.
+		switch a.sessionAuthorized(r) {
+		case sessionNone:
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Unauthorized"})
+			return
+		case sessionNoCSRF:
+			writeError(w, http.StatusForbidden, "missing or wrong X-CSRF-Token header")
+			return
+		}
 	}
 	a.mux.ServeHTTP(w, r)
 }
 
 func (a *API) authorized(r *http.Request) bool {
+	return a.tokenMatches(bearer(r))
+}
+
+func bearer(r *http.Request) string {
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || !a.hasToken {
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return token
+}
+
+// tokenMatches compares token with the access token in constant time.
+func (a *API) tokenMatches(token string) bool {
+	if token == "" || !a.hasToken {
 		return false
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(token)))

@@ -37,6 +37,7 @@ type Options struct {
 	MinHold            string `json:"min_hold,omitempty"`
 	Dashboard          string `json:"dashboard,omitempty"`
 	DashboardPath      string `json:"dashboard_path,omitempty"`
+	Currency           string `json:"currency,omitempty"`
 }
 
 // Option describes one option: its Caddyfile name and environment fallback.
@@ -69,6 +70,7 @@ var Table = []Option{
 	{"min_hold", "OWMON_MIN_HOLD", "0", func(o *Options) *string { return &o.MinHold }},
 	{"dashboard", "OWMON_DASHBOARD", "on", func(o *Options) *string { return &o.Dashboard }},
 	{"dashboard_path", "OWMON_DASHBOARD_PATH", "/monitor", func(o *Options) *string { return &o.DashboardPath }},
+	{"currency", "OWMON_CURRENCY", "$", func(o *Options) *string { return &o.Currency }},
 }
 
 // Set assigns the option called name; it reports false for an unknown name.
@@ -138,6 +140,7 @@ type Settings struct {
 	HoldTTL          time.Duration // when an unsettled hold is released
 	MinHold          money.Amount  // least amount a call reserves
 	DashboardPath    string        // where the admin API lives; "" when the dashboard is off
+	Currency         string        // the symbol the dashboard shows before amounts
 }
 
 // Settings validates the options. dataDir holds the SQLite file when no
@@ -200,6 +203,13 @@ func (o Options) Settings(dataDir string) (Settings, error) {
 	}
 	if s.MinHold, err = amount("min_hold", o.MinHold, "0", false); err != nil {
 		return s, err
+	}
+	s.Currency = o.Currency
+	if s.Currency == "" {
+		s.Currency = "$"
+	}
+	if len(s.Currency) > 8 {
+		return s, fmt.Errorf("currency: %q is longer than a currency symbol", o.Currency)
 	}
 	on, err := onOff("dashboard", o.Dashboard)
 	if err != nil {

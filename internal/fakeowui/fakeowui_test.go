@@ -533,10 +533,10 @@ func TestOpenWebUIOtherModelRoutes(t *testing.T) {
 	if j := gjson.Parse(readAll(t, resp)); resp.StatusCode != 200 || j.Get("path").String() != "/api/v1/chats/new" {
 		t.Errorf("catch-all %s", j.Raw)
 	}
-	get(t, o.URL()+"/api/models")
+	get(t, o.URL()+"/api/config")
 	pt := o.Passthrough()
 	if len(pt) != 2 || pt[0].Method != "POST" || pt[0].Query != "x=1" || string(pt[0].Body) != `{"chat":{}}` ||
-		pt[0].Header.Get("X-Forwarded-For") != "1.2.3.4" || pt[1].Path != "/api/models" {
+		pt[0].Header.Get("X-Forwarded-For") != "1.2.3.4" || pt[1].Path != "/api/config" {
 		t.Errorf("Passthrough %+v", pt)
 	}
 	if n := len(o.Requests()); n != 7 {

@@ -54,6 +54,7 @@ type BackgroundTask struct {
 // OpenWebUI is a fake OpenWebUI backend (0.9–0.11 behaviour). It serves:
 //
 //   - GET /api/v1/auths/ (§2d), counted by Lookups;
+//   - GET /api/models and /api/v1/models (§6): the models set by SetModels;
 //   - POST /api/chat/completions and /api/v1/chat/completions (§3):
 //     background mode when the body has session_id and chat_id, otherwise
 //     forwarded to the OpenAI connection and relayed;
@@ -84,6 +85,7 @@ type OpenWebUI struct {
 	requests    []Request
 	passthrough []Request
 	background  []BackgroundTask
+	models      []Model
 }
 
 type fakeUser struct {
@@ -114,6 +116,9 @@ func NewOpenWebUI(tb testing.TB, p *Provider) *OpenWebUI {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/auths/{$}", o.auths)
+	for _, path := range []string{"/api/models", "/api/v1/models"} {
+		mux.HandleFunc("GET "+path, o.verified(o.listModels))
+	}
 	for _, path := range []string{"/api/chat/completions", "/api/v1/chat/completions"} {
 		mux.HandleFunc("POST "+path, o.verified(o.chat))
 	}

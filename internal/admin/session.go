@@ -1,0 +1,165 @@
+package admin
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+const (
+	sessionCookie   = "owmon_session"
+	sessionTTL      = 12 * time.Hour
+	loginWindow     = time.Minute
+	loginMaxFailure = 5 // failed logins per client address and window
+)
+
+type session struct {
+	csrf    string
+	expires time.Time
+}
+
+// sessions are the dashboard's browser sessions, kept in memory: a restart
+// logs everyone out.
+type sessions struct {
+	mu       sync.Mutex
+	byID     map[string]session
+	failures map[string][]time.Time // client address → recent failed logins
+	now      func() time.Time
+}
+
+func newSessions() *sessions {
+	return &sessions{byID: map[string]session{}, failures: map[string][]time.Time{}, now: time.Now}
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// create starts a session and returns its id and CSRF token.
+func (s *sessions) create() (id string, csrf string) {
+	id, csrf = randomToken(), randomToken()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for k, v := range s.byID {
+		if !now.Before(v.expires) {
+			delete(s.byID, k)
+		}
+	}
+	s.byID[id] = session{csrf: csrf, expires: now.Add(sessionTTL)}
+	return id, csrf
+}
+
+// get returns the live session with the id.
+func (s *sessions) get(id string) (session, bool) {
+	if id == "" {
+		return session{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.byID[id]
+	if ok && !s.now().Before(v.expires) {
+		delete(s.byID, id)
+		return session{}, false
+	}
+	return v, ok
+}
+
+func (s *sessions) remove(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.byID, id)
+}
+
+// limited reports whether the client used up its failed logins.
+func (s *sessions) limited(client string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.recent(client)) >= loginMaxFailure
+}
+
+// failed notes a failed login.
+func (s *sessions) failed(client string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures[client] = append(s.recent(client), s.now())
+	if len(s.failures) > 10000 { // forget quiet clients
+		for k := range s.failures {
+			if len(s.recent(k)) == 0 {
+				delete(s.failures, k)
+			}
+		}
+	}
+}
+
+// recent prunes and returns the client's failures in the window; s.mu is held.
+func (s *sessions) recent(client string) []time.Time {
+	list := s.failures[client]
+	cut := s.now().Add(-loginWindow)
+	i := 0
+	for i < len(list) && !list[i].After(cut) {
+		i++
+	}
+	list = list[i:]
+	if len(list) == 0 {
+		delete(s.failures, client)
+		return nil
+	}
+	s.failures[client] = list
+	return list
+}
+
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// session returns the request's live session.
+func (u *ui) session(r *http.Request) (id string, s session, ok bool) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return "", session{}, false
+	}
+	s, ok = u.sessions.get(c.Value)
+	return c.Value, s, ok
+}
+
+type sessionResult int
+
+const (
+	sessionNone   sessionResult = iota // no live session
+	sessionNoCSRF                      // a session, but a change without its CSRF token
+	sessionOK
+)
+
+// sessionAuthorized decides an API request that has no valid bearer token.
+func (a *API) sessionAuthorized(r *http.Request) sessionResult {
+	if a.ui == nil || !a.hasToken {
+		return sessionNone
+	}
+	_, s, ok := a.ui.session(r)
+	if !ok {
+		return sessionNone
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return sessionOK
+	}
+	if !csrfMatches(r.Header.Get("X-CSRF-Token"), s.csrf) {
+		return sessionNoCSRF
+	}
+	return sessionOK
+}
+
+func csrfMatches(got, want string) bool {
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
