@@ -193,7 +193,12 @@ func TestDashboardInChromium(t *testing.T) {
 			if err != nil || len(exported) != 3 || exported[1][1] != "u2" || exported[2][1] != "u2" {
 				t.Fatalf("exported %q %v", exported, err)
 			}
-			run("settings", chromedp.Navigate(base+"settings"), chromedp.WaitVisible(`[data-testid="settings"]`, chromedp.ByQuery))
+			var key string
+			run("settings", chromedp.Navigate(base+"settings"), chromedp.WaitVisible(`[data-testid="settings"]`, chromedp.ByQuery),
+				chromedp.Value(`#settings-apikey`, &key, chromedp.ByQuery))
+			if key != testAPIKey {
+				t.Fatalf("settings show the function key %q", key)
+			}
 			shot("settings")
 		})
 	}

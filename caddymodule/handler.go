@@ -47,7 +47,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if s.DashboardPath != "" {
 		h.admin = admin.New(h.app.ledger, admin.Options{
 			AccessToken: s.AccessToken, MaxBodyBytes: s.MaxBodyBytes,
-			OpenWebUI: s.OpenWebUI, OpenWebUIAPIKey: s.OpenWebUIAPIKey, Currency: s.Currency, Log: ctx.Slogger(),
+			OpenWebUI: s.OpenWebUI, OpenWebUIAPIKey: s.OpenWebUIAPIKey, FunctionAPIKey: s.APIKey, Currency: s.Currency, Log: ctx.Slogger(),
 		})
 		h.prefix = strings.TrimSuffix(s.DashboardPath, "/")
 	}

@@ -30,6 +30,7 @@ type Options struct {
 	MaxBodyBytes    int64
 	OpenWebUI       string       // OpenWebUI's base URL, for its models
 	OpenWebUIAPIKey string       // an OpenWebUI admin key
+	FunctionAPIKey  string       // the key the filter function sends, shown to admins to paste
 	Client          *http.Client // for OpenWebUI; default: 30s timeout
 	Log             *slog.Logger
 	Currency        string // the symbol shown before amounts on the pages; default "$"

@@ -647,9 +647,17 @@ func (u *ui) records(w http.ResponseWriter, r *http.Request, v *view) int {
 
 func (u *ui) settings(w http.ResponseWriter, r *http.Request, v *view) int {
 	o := u.api.opts
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
 	v.Data = map[string]any{
 		"Store":     u.api.store.Kind(),
 		"OpenWebUI": o.OpenWebUI != "" && o.OpenWebUIAPIKey != "",
+		// Admins paste this key into the OpenWebUI function; the page is
+		// behind the login and sent no-store.
+		"APIKey":   o.FunctionAPIKey,
+		"Endpoint": scheme + "://" + r.Host,
 	}
 	return http.StatusOK
 }

@@ -115,4 +115,99 @@
       });
     }
   }
+  // Models: filter rows, sync from bases, test models one by one with
+  // progress, import prices from a JSON file (the export is a plain link).
+  var toolbarResult = document.getElementById('models-toolbar-result');
+  var search = document.getElementById('models-search');
+  if (search && prices) {
+    search.addEventListener('input', function () {
+      var q = search.value.trim().toLowerCase();
+      Array.prototype.forEach.call(prices.querySelectorAll('tr[data-price-row]'), function (row) {
+        row.hidden = q !== '' && row.getAttribute('data-model-id').toLowerCase().indexOf(q) < 0;
+      });
+    });
+  }
+  if (prices) {
+    prices.querySelectorAll('button[data-price-sync]').forEach(function (button) {
+      button.addEventListener('click', function () {
+        var row = button.closest('tr');
+        api('POST', 'api/v1/models/sync-price', { modelId: row.getAttribute('data-model-id') }).then(function (res) {
+          show(row.querySelector('[data-result]'), res.ok, res.ok ? savedText : errorText(res));
+          if (res.ok) window.location.reload();
+        });
+      });
+    });
+  }
+  var testButton = document.getElementById('models-test-all');
+  var testRow = function (row) {
+    var out = row.querySelector('[data-result]');
+    show(out, true, (testButton && testButton.getAttribute('data-testing')) || '…');
+    return api('POST', 'api/v1/models/test', { modelId: row.getAttribute('data-model-id') }).then(function (res) {
+      var ok = res.ok && res.data.success;
+      show(out, ok, ok ? ((testButton && testButton.getAttribute('data-ok')) || 'ok') : (res.data.message || errorText(res)));
+      return ok;
+    });
+  };
+  if (prices) {
+    prices.querySelectorAll('button[data-model-test]').forEach(function (button) {
+      button.addEventListener('click', function () { testRow(button.closest('tr')); });
+    });
+  }
+  if (testButton && prices) {
+    testButton.addEventListener('click', function () {
+      var list = Array.prototype.filter.call(prices.querySelectorAll('tr[data-price-row]'), function (r) { return !r.hidden; });
+      var done = 0, good = 0;
+      testButton.disabled = true;
+      var next = function () {
+        show(toolbarResult, true, done + ' / ' + list.length);
+        if (done === list.length) { testButton.disabled = false; return; }
+        testRow(list[done]).then(function (ok) { done++; if (ok) good++; next(); });
+      };
+      next();
+    });
+  }
+  var syncAll = document.getElementById('models-sync-all');
+  if (syncAll) {
+    syncAll.addEventListener('click', function () {
+      api('POST', 'api/v1/models/sync-all-prices', {}).then(function (res) {
+        show(toolbarResult, res.ok, res.ok ? (res.data.message || savedText) : errorText(res));
+        if (res.ok && res.data.syncedModels > 0) window.location.reload();
+      });
+    });
+  }
+  var importInput = document.getElementById('models-import');
+  if (importInput) {
+    importInput.addEventListener('change', function () {
+      var file = importInput.files && importInput.files[0];
+      if (!file) return;
+      file.text().then(function (text) {
+        var list;
+        try { list = JSON.parse(text); } catch (e) { show(toolbarResult, false, String(e)); return; }
+        if (!Array.isArray(list)) list = list.updates || [];
+        var updates = list.map(function (p) {
+          var u = { id: p.id, input_price: p.input_price, output_price: p.output_price };
+          if (p.per_msg_price !== undefined && p.per_msg_price !== null) u.per_msg_price = p.per_msg_price;
+          return u;
+        });
+        api('POST', 'api/v1/models/price', { updates: updates }).then(function (res) {
+          show(toolbarResult, res.ok && res.data.success, res.data.message || errorText(res));
+          if (res.ok) window.location.reload();
+        });
+      });
+    });
+  }
+
+  // Settings: show and copy the function's API key.
+  var key = document.getElementById('settings-apikey');
+  if (key) {
+    document.getElementById('apikey-show').addEventListener('click', function () {
+      key.type = key.type === 'password' ? 'text' : 'password';
+    });
+    document.getElementById('apikey-copy').addEventListener('click', function () {
+      var out = document.getElementById('apikey-result');
+      var copied = this.getAttribute('data-copied');
+      navigator.clipboard.writeText(key.value).then(function () { show(out, true, copied); },
+        function (err) { show(out, false, String(err)); });
+    });
+  }
 })();

@@ -225,6 +225,9 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM usage_records WHERE user_id = $1`, id); err != nil {
 			return struct{}{}, err
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM usage_daily WHERE user_id = $1`, id); err != nil {
+			return struct{}{}, err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = $1`, id)
 		if err != nil {
 			return struct{}{}, err
@@ -343,9 +346,6 @@ func (s *Store) EachRecord(ctx context.Context, q store.RecordQuery, fn func(sto
 // dayMS is a UTC day in milliseconds.
 const dayMS = 24 * 60 * 60 * 1000
 
-// usageSums are the sums of store.UsageTotals, in its order.
-const usageSums = `COALESCE(SUM(cost), 0), COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0)`
-
 func scanTotals(row scanner, lead ...any) (store.UsageTotals, error) {
 	var (
 		t    store.UsageTotals
@@ -356,28 +356,76 @@ func scanTotals(row scanner, lead ...any) (store.UsageTotals, error) {
 	return t, err
 }
 
-// UsageBetween summarises the final (not pending) records created in
-// [from, to), in one snapshot.
-func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usage, error) {
-	var w where
+// usageRows is the common table expression "x" of UsageBetween: one row per
+// rollup row of the whole UTC days inside [from, to), and one per final
+// record of the partial days at its edges, all with the same columns.
+func usageRows(from, to time.Time) (string, []any) {
+	var roll, edges where
+	roll.add("calls > 0")
+	a, b := from, to // the whole days are [a, b)
+	if !from.IsZero() {
+		a = dayCeil(from)
+	}
+	if !to.IsZero() {
+		b = dayOf(to)
+	}
+	if !from.IsZero() && !to.IsZero() && !a.Before(b) {
+		// No whole day: every row comes from the records.
+		edges.between("created_at", from, to)
+		return recordRows(edges), edges.args
+	}
+	roll.between("day", a, b)
+	q := `SELECT day, user_id, model, calls, cost, input_tokens, output_tokens FROM usage_daily` + roll.String()
+	args := roll.args
+	var parts []string
+	if !from.IsZero() {
+		var e where
+		e.args = args
+		e.between("created_at", from, a)
+		parts = append(parts, "("+strings.Join(e.conds, " AND ")+")")
+		args = e.args
+	}
+	if !to.IsZero() {
+		var e where
+		e.args = args
+		e.between("created_at", b, to)
+		parts = append(parts, "("+strings.Join(e.conds, " AND ")+")")
+		args = e.args
+	}
+	if len(parts) > 0 {
+		edges.add("(" + strings.Join(parts, " OR ") + ")")
+		q += ` UNION ALL ` + recordRows(edges)
+	}
+	return q, args
+}
+
+// recordRows selects the final records matching w as rollup rows.
+func recordRows(w where) string {
 	w.add("status <> 'pending'")
-	w.between("created_at", from, to)
-	cond := w.String()
+	d := strconv.Itoa(dayMS)
+	return `SELECT created_at - (((created_at % ` + d + `) + ` + d + `) % ` + d + `), user_id, model, 1, cost,
+		input_tokens, output_tokens FROM usage_records` + w.String()
+}
+
+// rollSums are the sums of store.UsageTotals over usageRows, in its order.
+const rollSums = `COALESCE(SUM(cost), 0), COALESCE(SUM(calls), 0), COALESCE(SUM(input_tokens), 0),
+	COALESCE(SUM(output_tokens), 0)`
+
+// UsageBetween summarises the final (not pending) records created in
+// [from, to), in one snapshot: whole UTC days from the daily rollups, the
+// partial days at the edges from the records.
+func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usage, error) {
+	rows, args := usageRows(from, to)
+	with := `WITH x (day, user_id, model, calls, cost, input_tokens, output_tokens) AS (` + rows + `) `
 	u := store.Usage{ByModel: []store.ModelUsage{}, ByUser: []store.UserUsage{}, ByDay: []store.DayUsage{}}
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		u.Total, err = scanTotals(tx.QueryRowContext(ctx, `SELECT COUNT(DISTINCT user_id), COUNT(DISTINCT model), `+usageSums+`
-			FROM usage_records`+cond, w.args...), &u.ActiveUsers, &u.Models)
-		if err != nil {
-			return err
-		}
 		u.ByModel, err = collect(ctx, tx, func(row scanner) (store.ModelUsage, error) {
 			var m store.ModelUsage
 			var err error
 			m.UsageTotals, err = scanTotals(row, &m.Model)
 			return m, err
-		}, `SELECT model, `+usageSums+` FROM usage_records`+cond+`
-			GROUP BY model ORDER BY SUM(cost) DESC, model`, w.args...)
+		}, with+`SELECT model, `+rollSums+` FROM x GROUP BY model ORDER BY SUM(cost) DESC, model`, args...)
 		if err != nil {
 			return err
 		}
@@ -387,16 +435,15 @@ func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usa
 			var err error
 			uu.UsageTotals, err = scanTotals(row, &uu.UserID, &uu.Name)
 			return uu, err
-		}, `SELECT a.user_id, COALESCE(u.name, ''), a.cost, a.calls, a.input_tokens, a.output_tokens
-			FROM (SELECT user_id, SUM(cost) AS cost, COUNT(*) AS calls, SUM(input_tokens) AS input_tokens,
+		}, with+`SELECT a.user_id, COALESCE(u.name, ''), a.cost, a.calls, a.input_tokens, a.output_tokens
+			FROM (SELECT user_id, SUM(cost) AS cost, SUM(calls) AS calls, SUM(input_tokens) AS input_tokens,
 					SUM(output_tokens) AS output_tokens
-				FROM usage_records`+cond+` GROUP BY user_id) a
+				FROM x GROUP BY user_id) a
 			LEFT JOIN users u ON u.id = a.user_id
-			ORDER BY a.cost DESC, a.user_id`, w.args...)
+			ORDER BY a.cost DESC, a.user_id`, args...)
 		if err != nil {
 			return err
 		}
-		// The day's start: created_at rounded down (also before 1970).
 		u.ByDay, err = collect(ctx, tx, func(row scanner) (store.DayUsage, error) {
 			var (
 				d   store.DayUsage
@@ -406,13 +453,19 @@ func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usa
 			d.UsageTotals, err = scanTotals(row, &day)
 			d.Day = fromMS(day)
 			return d, err
-		}, `SELECT created_at - (((created_at % `+strconv.Itoa(dayMS)+`) + `+strconv.Itoa(dayMS)+`) % `+strconv.Itoa(dayMS)+`) AS day,
-				`+usageSums+`
-			FROM usage_records`+cond+` GROUP BY day ORDER BY day`, w.args...)
+		}, with+`SELECT day, `+rollSums+` FROM x GROUP BY day ORDER BY day`, args...)
 		return err
 	})
 	if err != nil {
 		return store.Usage{}, err
+	}
+	// The totals follow from the groups.
+	u.ActiveUsers, u.Models = int64(len(u.ByUser)), int64(len(u.ByModel))
+	for _, d := range u.ByDay {
+		u.Total.Cost += d.Cost
+		u.Total.Calls += d.Calls
+		u.Total.InputTokens += d.InputTokens
+		u.Total.OutputTokens += d.OutputTokens
 	}
 	return u, nil
 }
@@ -460,7 +513,7 @@ func (s *Store) Import(ctx context.Context, b store.Backup) error {
 
 func importRows(ctx context.Context, tx *sql.Tx, b store.Backup) error {
 	// Children first: the foreign keys are checked at once.
-	for _, table := range []string{"balance_changes", "usage_records", "users", "model_prices"} {
+	for _, table := range []string{"usage_daily", "balance_changes", "usage_records", "users", "model_prices"} {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM `+table); err != nil {
 			return err
 		}
@@ -494,6 +547,9 @@ func importRows(ctx context.Context, tx *sql.Tx, b store.Backup) error {
 		})
 	if err != nil {
 		return fmt.Errorf("usage records: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, rebuildDaily); err != nil {
+		return fmt.Errorf("usage rollups: %w", err)
 	}
 	err = insertAll(ctx, tx, `INSERT INTO balance_changes (id, user_id, actor, reason, old_balance, new_balance,
 			created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`, b.BalanceChanges,

@@ -573,6 +573,15 @@ func charge(ctx context.Context, tx wtx, r store.Record) (res store.ChargeResult
 			if err != nil {
 				return res, err
 			}
+			// The rollups: a pending record never counted, an expired one did.
+			if old.Status == store.StatusExpired {
+				err = replaceDaily(ctx, tx, contributionOf(old), contributionOf(rec))
+			} else {
+				err = addDaily(ctx, tx, contributionOf(rec))
+			}
+			if err != nil {
+				return res, err
+			}
 			return store.ChargeResult{Record: rec, Held: old.Cost, Balance: money.Amount(bal)}, nil
 		case !errors.Is(err, store.ErrNotFound):
 			return res, err
@@ -590,9 +599,12 @@ func charge(ctx context.Context, tx wtx, r store.Record) (res store.ChargeResult
 		return res, err
 	}
 
-	// 3. Write the record.
+	// 3. Write the record and add it to the rollups.
 	r.BalanceAfter = money.Amount(bal)
 	if err := insertRecord(ctx, tx, &r); err != nil {
+		return res, err
+	}
+	if err := addDaily(ctx, tx, contributionOf(r)); err != nil {
 		return res, err
 	}
 	return store.ChargeResult{Record: r, Balance: money.Amount(bal)}, nil
