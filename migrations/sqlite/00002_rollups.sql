@@ -17,6 +17,9 @@ CREATE TABLE usage_daily (
     output_tokens BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (day, user_id, model)
 ) WITHOUT ROWID;
+-- The sums by user and model stream from this covering index in its order,
+-- with no sort; it also serves deleting a user's rows.
+CREATE INDEX usage_daily_user_model_idx ON usage_daily (user_id, model, day, calls, cost, input_tokens, output_tokens);
 
 INSERT INTO usage_daily (day, user_id, model, calls, cost, input_tokens, output_tokens)
 SELECT created_at - (((created_at % 86400000) + 86400000) % 86400000), user_id, model,

@@ -14,10 +14,12 @@ package postgres
 // with %, _ and \ taken literally.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -231,6 +233,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 		for _, q := range []string{
 			`DELETE FROM balance_changes WHERE user_id = $1`,
 			`DELETE FROM usage_records WHERE user_id = $1`,
+			`DELETE FROM usage_daily WHERE user_id = $1`,
 			`DELETE FROM users WHERE id = $1`,
 		} {
 			if _, err := tx.Exec(ctx, q, id); err != nil {
@@ -336,68 +339,135 @@ func (s *Store) EachRecord(ctx context.Context, q store.RecordQuery, fn func(sto
 	return rows.Err()
 }
 
-// usageSums are the sums of store.UsageTotals, in its order.
-const usageSums = `COALESCE(SUM(cost), 0)::BIGINT, COUNT(*), COALESCE(SUM(input_tokens), 0)::BIGINT,
-	COALESCE(SUM(output_tokens), 0)::BIGINT`
-
 func scanTotals(row pgx.Row, lead ...any) (store.UsageTotals, error) {
 	var t store.UsageTotals
 	err := row.Scan(append(lead, &t.Cost, &t.Calls, &t.InputTokens, &t.OutputTokens)...)
 	return t, err
 }
 
-// UsageBetween summarises the final (not pending) records created in
-// [from, to), in one snapshot.
-func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usage, error) {
-	var w where
+// usageRows is the common table expression "x" of UsageBetween: one row per
+// rollup row of the whole UTC days inside [from, to), and one per final
+// record of the partial days at its edges, all with the same columns.
+func usageRows(from, to time.Time) (string, []any) {
+	var roll, edges where
+	roll.add("calls > 0")
+	a, b := from, to // the whole days are [a, b)
+	if !from.IsZero() {
+		a = dayCeil(from)
+	}
+	if !to.IsZero() {
+		b = dayOf(to)
+	}
+	if !from.IsZero() && !to.IsZero() && !a.Before(b) {
+		// No whole day: every row comes from the records.
+		edges.between("created_at", from, to)
+		return recordRows(edges), edges.args
+	}
+	if !from.IsZero() {
+		roll.add("day >= " + roll.arg(a) + "::date")
+	}
+	if !to.IsZero() {
+		roll.add("day < " + roll.arg(b) + "::date")
+	}
+	q := `SELECT day, user_id, model, calls, cost, input_tokens, output_tokens FROM usage_daily` + roll.String()
+	args := roll.args
+	var parts []string
+	if !from.IsZero() {
+		var e where
+		e.args = args
+		e.between("created_at", from, a)
+		parts = append(parts, "("+strings.Join(e.conds, " AND ")+")")
+		args = e.args
+	}
+	if !to.IsZero() {
+		var e where
+		e.args = args
+		e.between("created_at", b, to)
+		parts = append(parts, "("+strings.Join(e.conds, " AND ")+")")
+		args = e.args
+	}
+	if len(parts) > 0 {
+		edges.add("(" + strings.Join(parts, " OR ") + ")")
+		q += ` UNION ALL ` + recordRows(edges)
+	}
+	return q, args
+}
+
+// recordRows selects the final records matching w as rollup rows.
+func recordRows(w where) string {
 	w.add("status <> 'pending'")
-	w.between("created_at", from, to)
-	cond := w.String()
+	return `SELECT (created_at AT TIME ZONE 'UTC')::date, user_id, model, 1::BIGINT, cost, input_tokens,
+		output_tokens FROM usage_records` + w.String()
+}
+
+// rollSums are the sums of store.UsageTotals over usageRows, in its order.
+const rollSums = `COALESCE(SUM(cost), 0)::BIGINT, COALESCE(SUM(calls), 0)::BIGINT,
+	COALESCE(SUM(input_tokens), 0)::BIGINT, COALESCE(SUM(output_tokens), 0)::BIGINT`
+
+// UsageBetween summarises the final (not pending) records created in
+// [from, to), in one snapshot: whole UTC days from the daily rollups, the
+// partial days at the edges from the records. One statement reads them
+// once, grouped three ways (GROUPING SETS, hashed), and the groups are
+// sorted here.
+func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usage, error) {
+	rows, args := usageRows(from, to)
+	// GROUPING(day, user_id, model) tells the sets apart: 3 by day, 5 by
+	// user, 6 by model. The names are the users' current ones.
+	query := `WITH x (day, user_id, model, calls, cost, input_tokens, output_tokens) AS (` + rows + `)
+		SELECT g.set, g.day, g.user_id, g.model, COALESCE(u.name, ''), g.cost, g.calls, g.input_tokens,
+			g.output_tokens
+		FROM (SELECT GROUPING(day, user_id, model) AS set, day::timestamp AS day, user_id, model, ` + rollSums + `
+			FROM x GROUP BY GROUPING SETS ((day), (user_id), (model))) g (set, day, user_id, model, cost, calls,
+				input_tokens, output_tokens)
+		LEFT JOIN users u ON u.id = g.user_id`
 	u := store.Usage{ByModel: []store.ModelUsage{}, ByUser: []store.UserUsage{}, ByDay: []store.DayUsage{}}
 	err := s.readTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		u.Total, err = scanTotals(tx.QueryRow(ctx, `SELECT COUNT(DISTINCT user_id), COUNT(DISTINCT model), `+usageSums+`
-			FROM usage_records`+cond, w.args...), &u.ActiveUsers, &u.Models)
+		r, err := tx.Query(ctx, query, args...)
 		if err != nil {
 			return err
 		}
-		u.ByModel, err = collect(ctx, tx, func(row pgx.Row) (store.ModelUsage, error) {
-			var m store.ModelUsage
-			var err error
-			m.UsageTotals, err = scanTotals(row, &m.Model)
-			return m, err
-		}, `SELECT model, `+usageSums+` FROM usage_records`+cond+`
-			GROUP BY model ORDER BY SUM(cost) DESC, model COLLATE "C"`, w.args...)
-		if err != nil {
-			return err
+		defer r.Close()
+		for r.Next() {
+			var (
+				set         int32
+				day         *time.Time
+				user, model *string
+				name        string
+			)
+			t, err := scanTotals(r, &set, &day, &user, &model, &name)
+			if err != nil {
+				return err
+			}
+			switch {
+			case set == 3 && day != nil:
+				u.ByDay = append(u.ByDay, store.DayUsage{Day: day.UTC(), UsageTotals: t})
+			case set == 5 && user != nil:
+				u.ByUser = append(u.ByUser, store.UserUsage{UserID: *user, Name: name, UsageTotals: t})
+			case set == 6 && model != nil:
+				u.ByModel = append(u.ByModel, store.ModelUsage{Model: *model, UsageTotals: t})
+			default:
+				return fmt.Errorf("postgres: unexpected usage group %d", set)
+			}
 		}
-		// The names are the users' current ones.
-		u.ByUser, err = collect(ctx, tx, func(row pgx.Row) (store.UserUsage, error) {
-			var uu store.UserUsage
-			var err error
-			uu.UsageTotals, err = scanTotals(row, &uu.UserID, &uu.Name)
-			return uu, err
-		}, `SELECT a.user_id, COALESCE(u.name, ''), a.cost, a.calls, a.input_tokens, a.output_tokens
-			FROM (SELECT user_id, SUM(cost)::BIGINT AS cost, COUNT(*) AS calls,
-					SUM(input_tokens)::BIGINT AS input_tokens, SUM(output_tokens)::BIGINT AS output_tokens
-				FROM usage_records`+cond+` GROUP BY user_id) a
-			LEFT JOIN users u ON u.id = a.user_id
-			ORDER BY a.cost DESC, a.user_id COLLATE "C"`, w.args...)
-		if err != nil {
-			return err
-		}
-		u.ByDay, err = collect(ctx, tx, func(row pgx.Row) (store.DayUsage, error) {
-			var d store.DayUsage
-			var err error
-			d.UsageTotals, err = scanTotals(row, &d.Day)
-			d.Day = d.Day.UTC() // timestamp without time zone: pgx reads it as UTC
-			return d, err
-		}, `SELECT date_trunc('day', created_at AT TIME ZONE 'UTC') AS day, `+usageSums+`
-			FROM usage_records`+cond+` GROUP BY day ORDER BY day`, w.args...)
-		return err
+		return r.Err()
 	})
 	if err != nil {
 		return store.Usage{}, err
+	}
+	slices.SortFunc(u.ByModel, func(a, b store.ModelUsage) int {
+		return cmp.Or(cmp.Compare(b.Cost, a.Cost), strings.Compare(a.Model, b.Model))
+	})
+	slices.SortFunc(u.ByUser, func(a, b store.UserUsage) int {
+		return cmp.Or(cmp.Compare(b.Cost, a.Cost), strings.Compare(a.UserID, b.UserID))
+	})
+	slices.SortFunc(u.ByDay, func(a, b store.DayUsage) int { return a.Day.Compare(b.Day) })
+	// The totals follow from the groups.
+	u.ActiveUsers, u.Models = int64(len(u.ByUser)), int64(len(u.ByModel))
+	for _, d := range u.ByDay {
+		u.Total.Cost += d.Cost
+		u.Total.Calls += d.Calls
+		u.Total.InputTokens += d.InputTokens
+		u.Total.OutputTokens += d.OutputTokens
 	}
 	return u, nil
 }
@@ -449,7 +519,7 @@ func (s *Store) importRows(ctx context.Context, b store.Backup) error {
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	if _, err := tx.Exec(ctx, `TRUNCATE users, model_prices, usage_records, balance_changes`); err != nil {
+	if _, err := tx.Exec(ctx, `TRUNCATE users, model_prices, usage_records, balance_changes, usage_daily`); err != nil {
 		return err
 	}
 	err = copyRows(ctx, tx, "users", []string{"id", "email", "name", "role", "balance", "initial_balance", "deleted",
@@ -485,6 +555,9 @@ func (s *Store) importRows(ctx context.Context, b store.Backup) error {
 	})
 	if err != nil {
 		return err
+	}
+	if _, err := tx.Exec(ctx, rebuildDaily); err != nil {
+		return fmt.Errorf("usage rollups: %w", err)
 	}
 	// The identities continue after the imported ids (at 1 when empty).
 	for _, table := range []string{"usage_records", "balance_changes"} {

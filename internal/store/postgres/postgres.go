@@ -364,6 +364,15 @@ func (s *Store) charge(ctx context.Context, r store.Record) (res store.ChargeRes
 			if err != nil {
 				return res, err
 			}
+			// The rollups: a pending record never counted, an expired one did.
+			if old.Status == store.StatusExpired {
+				err = replaceDaily(ctx, tx, contributionOf(old), contributionOf(rec))
+			} else {
+				err = addDaily(ctx, tx, contributionOf(rec))
+			}
+			if err != nil {
+				return res, err
+			}
 			if err := tx.Commit(ctx); err != nil {
 				return res, err
 			}
@@ -384,9 +393,12 @@ func (s *Store) charge(ctx context.Context, r store.Record) (res store.ChargeRes
 		return res, err
 	}
 
-	// 3. Write the record.
+	// 3. Write the record and add it to the rollups.
 	r.BalanceAfter = bal
 	if err := insertRecord(ctx, tx, &r); err != nil {
+		return res, err
+	}
+	if err := addDaily(ctx, tx, contributionOf(r)); err != nil {
 		return res, err
 	}
 	if err := tx.Commit(ctx); err != nil {

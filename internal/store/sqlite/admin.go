@@ -14,11 +14,13 @@ package sqlite
 // so "É" does not find "é" here (PostgreSQL's ILIKE folds them).
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -356,10 +358,16 @@ func scanTotals(row scanner, lead ...any) (store.UsageTotals, error) {
 	return t, err
 }
 
-// usageRows is the common table expression "x" of UsageBetween: one row per
-// rollup row of the whole UTC days inside [from, to), and one per final
-// record of the partial days at its edges, all with the same columns.
-func usageRows(from, to time.Time) (string, []any) {
+// UsageBetween summarises the final (not pending) records created in
+// [from, to), in one snapshot: whole UTC days from the daily rollups, the
+// partial days at the edges from the records.
+//
+// SQLite has no hash aggregation: a GROUP BY that no index orders sorts its
+// input, and sorting the rollup rows of months is slow. So the sums come
+// from two streaming reads of the rollups, by user and model (in the order
+// of usage_daily_user_model_idx) and by day (in primary key order), plus
+// the few edge records grouped by day, user and model, merged here.
+func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usage, error) {
 	var roll, edges where
 	roll.add("calls > 0")
 	a, b := from, to // the whole days are [a, b)
@@ -369,104 +377,153 @@ func usageRows(from, to time.Time) (string, []any) {
 	if !to.IsZero() {
 		b = dayOf(to)
 	}
-	if !from.IsZero() && !to.IsZero() && !a.Before(b) {
-		// No whole day: every row comes from the records.
+	wholeDays := from.IsZero() || to.IsZero() || a.Before(b)
+	if wholeDays {
+		roll.between("day", a, b)
+		var parts []string
+		if !from.IsZero() {
+			n := len(edges.conds)
+			edges.between("created_at", from, a)
+			parts = append(parts, "("+strings.Join(edges.conds[n:], " AND ")+")")
+		}
+		if !to.IsZero() {
+			n := len(edges.conds)
+			edges.between("created_at", b, to)
+			parts = append(parts, "("+strings.Join(edges.conds[n:], " AND ")+")")
+		}
+		edges.conds = nil
+		if len(parts) > 0 {
+			edges.add("(" + strings.Join(parts, " OR ") + ")")
+		}
+	} else {
 		edges.between("created_at", from, to)
-		return recordRows(edges), edges.args
 	}
-	roll.between("day", a, b)
-	q := `SELECT day, user_id, model, calls, cost, input_tokens, output_tokens FROM usage_daily` + roll.String()
-	args := roll.args
-	var parts []string
-	if !from.IsZero() {
-		var e where
-		e.args = args
-		e.between("created_at", from, a)
-		parts = append(parts, "("+strings.Join(e.conds, " AND ")+")")
-		args = e.args
-	}
-	if !to.IsZero() {
-		var e where
-		e.args = args
-		e.between("created_at", b, to)
-		parts = append(parts, "("+strings.Join(e.conds, " AND ")+")")
-		args = e.args
-	}
-	if len(parts) > 0 {
-		edges.add("(" + strings.Join(parts, " OR ") + ")")
-		q += ` UNION ALL ` + recordRows(edges)
-	}
-	return q, args
-}
+	edges.add("status <> 'pending'")
 
-// recordRows selects the final records matching w as rollup rows.
-func recordRows(w where) string {
-	w.add("status <> 'pending'")
+	type key struct{ user, model string }
+	var (
+		byPair = map[key]*store.UsageTotals{}
+		byDay  = map[int64]*store.UsageTotals{}
+		names  = map[string]string{}
+	)
+	add := func(m *store.UsageTotals, t store.UsageTotals) {
+		m.Cost += t.Cost
+		m.Calls += t.Calls
+		m.InputTokens += t.InputTokens
+		m.OutputTokens += t.OutputTokens
+	}
+	addPair := func(k key, name string, t store.UsageTotals) {
+		if byPair[k] == nil {
+			byPair[k] = &store.UsageTotals{}
+		}
+		add(byPair[k], t)
+		names[k.user] = name
+	}
+	addDay := func(d int64, t store.UsageTotals) {
+		if byDay[d] == nil {
+			byDay[d] = &store.UsageTotals{}
+		}
+		add(byDay[d], t)
+	}
+	each := func(tx *sql.Tx, query string, args []any, fn func(row scanner) error) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := fn(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	const sums = `SUM(cost), SUM(calls), SUM(input_tokens), SUM(output_tokens)`
 	d := strconv.Itoa(dayMS)
-	return `SELECT created_at - (((created_at % ` + d + `) + ` + d + `) % ` + d + `), user_id, model, 1, cost,
-		input_tokens, output_tokens FROM usage_records` + w.String()
-}
-
-// rollSums are the sums of store.UsageTotals over usageRows, in its order.
-const rollSums = `COALESCE(SUM(cost), 0), COALESCE(SUM(calls), 0), COALESCE(SUM(input_tokens), 0),
-	COALESCE(SUM(output_tokens), 0)`
-
-// UsageBetween summarises the final (not pending) records created in
-// [from, to), in one snapshot: whole UTC days from the daily rollups, the
-// partial days at the edges from the records.
-func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usage, error) {
-	rows, args := usageRows(from, to)
-	with := `WITH x (day, user_id, model, calls, cost, input_tokens, output_tokens) AS (` + rows + `) `
-	u := store.Usage{ByModel: []store.ModelUsage{}, ByUser: []store.UserUsage{}, ByDay: []store.DayUsage{}}
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		u.ByModel, err = collect(ctx, tx, func(row scanner) (store.ModelUsage, error) {
-			var m store.ModelUsage
-			var err error
-			m.UsageTotals, err = scanTotals(row, &m.Model)
-			return m, err
-		}, with+`SELECT model, `+rollSums+` FROM x GROUP BY model ORDER BY SUM(cost) DESC, model`, args...)
-		if err != nil {
-			return err
+		if wholeDays {
+			// The names are the users' current ones.
+			err := each(tx, `SELECT a.user_id, a.model, COALESCE(u.name, ''), a.cost, a.calls, a.input_tokens,
+					a.output_tokens
+				FROM (SELECT user_id, model, SUM(cost) AS cost, SUM(calls) AS calls,
+						SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens
+					FROM usage_daily`+roll.String()+` GROUP BY user_id, model) a
+				LEFT JOIN users u ON u.id = a.user_id`, roll.args, func(row scanner) error {
+				var k key
+				var name string
+				t, err := scanTotals(row, &k.user, &k.model, &name)
+				addPair(k, name, t)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			err = each(tx, `SELECT day, `+sums+` FROM usage_daily`+roll.String()+` GROUP BY day`, roll.args,
+				func(row scanner) error {
+					var day int64
+					t, err := scanTotals(row, &day)
+					addDay(day, t)
+					return err
+				})
+			if err != nil {
+				return err
+			}
+			if len(edges.conds) == 1 { // no edges
+				return nil
+			}
 		}
-		// The names are the users' current ones.
-		u.ByUser, err = collect(ctx, tx, func(row scanner) (store.UserUsage, error) {
-			var uu store.UserUsage
-			var err error
-			uu.UsageTotals, err = scanTotals(row, &uu.UserID, &uu.Name)
-			return uu, err
-		}, with+`SELECT a.user_id, COALESCE(u.name, ''), a.cost, a.calls, a.input_tokens, a.output_tokens
-			FROM (SELECT user_id, SUM(cost) AS cost, SUM(calls) AS calls, SUM(input_tokens) AS input_tokens,
+		return each(tx, `SELECT a.day, a.user_id, a.model, COALESCE(u.name, ''), a.cost, a.calls, a.input_tokens,
+				a.output_tokens
+			FROM (SELECT created_at - (((created_at % `+d+`) + `+d+`) % `+d+`) AS day, user_id, model,
+					SUM(cost) AS cost, COUNT(*) AS calls, SUM(input_tokens) AS input_tokens,
 					SUM(output_tokens) AS output_tokens
-				FROM x GROUP BY user_id) a
-			LEFT JOIN users u ON u.id = a.user_id
-			ORDER BY a.cost DESC, a.user_id`, args...)
-		if err != nil {
-			return err
-		}
-		u.ByDay, err = collect(ctx, tx, func(row scanner) (store.DayUsage, error) {
+				FROM usage_records`+edges.String()+` GROUP BY 1, 2, 3) a
+			LEFT JOIN users u ON u.id = a.user_id`, edges.args, func(row scanner) error {
 			var (
-				d   store.DayUsage
-				day int64
-				err error
+				day  int64
+				k    key
+				name string
 			)
-			d.UsageTotals, err = scanTotals(row, &day)
-			d.Day = fromMS(day)
-			return d, err
-		}, with+`SELECT day, `+rollSums+` FROM x GROUP BY day ORDER BY day`, args...)
-		return err
+			t, err := scanTotals(row, &day, &k.user, &k.model, &name)
+			addPair(k, name, t)
+			addDay(day, t)
+			return err
+		})
 	})
 	if err != nil {
 		return store.Usage{}, err
 	}
-	// The totals follow from the groups.
-	u.ActiveUsers, u.Models = int64(len(u.ByUser)), int64(len(u.ByModel))
-	for _, d := range u.ByDay {
-		u.Total.Cost += d.Cost
-		u.Total.Calls += d.Calls
-		u.Total.InputTokens += d.InputTokens
-		u.Total.OutputTokens += d.OutputTokens
+
+	u := store.Usage{ByModel: []store.ModelUsage{}, ByUser: []store.UserUsage{}, ByDay: []store.DayUsage{}}
+	models, users := map[string]*store.UsageTotals{}, map[string]*store.UsageTotals{}
+	for k, t := range byPair {
+		if models[k.model] == nil {
+			models[k.model] = &store.UsageTotals{}
+		}
+		add(models[k.model], *t)
+		if users[k.user] == nil {
+			users[k.user] = &store.UsageTotals{}
+		}
+		add(users[k.user], *t)
 	}
+	for m, t := range models {
+		u.ByModel = append(u.ByModel, store.ModelUsage{Model: m, UsageTotals: *t})
+	}
+	slices.SortFunc(u.ByModel, func(a, b store.ModelUsage) int {
+		return cmp.Or(cmp.Compare(b.Cost, a.Cost), strings.Compare(a.Model, b.Model))
+	})
+	for id, t := range users {
+		u.ByUser = append(u.ByUser, store.UserUsage{UserID: id, Name: names[id], UsageTotals: *t})
+	}
+	slices.SortFunc(u.ByUser, func(a, b store.UserUsage) int {
+		return cmp.Or(cmp.Compare(b.Cost, a.Cost), strings.Compare(a.UserID, b.UserID))
+	})
+	for day, t := range byDay {
+		u.ByDay = append(u.ByDay, store.DayUsage{Day: fromMS(day), UsageTotals: *t})
+		add(&u.Total, *t)
+	}
+	slices.SortFunc(u.ByDay, func(a, b store.DayUsage) int { return a.Day.Compare(b.Day) })
+	u.ActiveUsers, u.Models = int64(len(u.ByUser)), int64(len(u.ByModel))
 	return u, nil
 }
 

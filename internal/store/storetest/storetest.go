@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeleteUser", testDeleteUser},
 		{"BalanceChangesList", testBalanceChangesList},
 		{"UsageBetween", testUsageBetween},
+		{"UsageRollups", testUsageRollups},
 		{"ListModelPrices", testListModelPrices},
 		{"ImportFailure", testImportFailure},
 	}
@@ -2068,4 +2069,202 @@ func testImportFailure(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	sameBackup(t, "after a good import", export(t, s), before)
+}
+
+// bruteUsage sums the final records in [from, to) (zero: unbounded) as
+// UsageBetween does, from every record.
+func bruteUsage(t *testing.T, s store.Store, recs []store.Record, from, to time.Time) store.Usage {
+	t.Helper()
+	u := store.Usage{ByModel: []store.ModelUsage{}, ByUser: []store.UserUsage{}, ByDay: []store.DayUsage{}}
+	models, users, days := map[string]*store.UsageTotals{}, map[string]*store.UsageTotals{}, map[time.Time]*store.UsageTotals{}
+	add := func(m *store.UsageTotals, r store.Record) {
+		m.Cost += r.Cost
+		m.Calls++
+		m.InputTokens += r.InputTokens
+		m.OutputTokens += r.OutputTokens
+	}
+	get := func(m map[string]*store.UsageTotals, k string) *store.UsageTotals {
+		if m[k] == nil {
+			m[k] = &store.UsageTotals{}
+		}
+		return m[k]
+	}
+	for _, r := range recs {
+		if r.Status == store.StatusPending || (!from.IsZero() && r.CreatedAt.Before(from)) ||
+			(!to.IsZero() && !r.CreatedAt.Before(to)) {
+			continue
+		}
+		add(&u.Total, r)
+		add(get(models, r.Model), r)
+		add(get(users, r.UserID), r)
+		d := r.CreatedAt.UTC().Truncate(24 * time.Hour)
+		if days[d] == nil {
+			days[d] = &store.UsageTotals{}
+		}
+		add(days[d], r)
+	}
+	for m, v := range models {
+		u.ByModel = append(u.ByModel, store.ModelUsage{Model: m, UsageTotals: *v})
+	}
+	slices.SortFunc(u.ByModel, func(a, b store.ModelUsage) int {
+		return cmp.Or(cmp.Compare(b.Cost, a.Cost), strings.Compare(a.Model, b.Model))
+	})
+	for id, v := range users {
+		name := ""
+		if usr, err := s.User(t.Context(), id); err == nil {
+			name = usr.Name
+		} else if !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		u.ByUser = append(u.ByUser, store.UserUsage{UserID: id, Name: name, UsageTotals: *v})
+	}
+	slices.SortFunc(u.ByUser, func(a, b store.UserUsage) int {
+		return cmp.Or(cmp.Compare(b.Cost, a.Cost), strings.Compare(a.UserID, b.UserID))
+	})
+	for d, v := range days {
+		u.ByDay = append(u.ByDay, store.DayUsage{Day: d, UsageTotals: *v})
+	}
+	slices.SortFunc(u.ByDay, func(a, b store.DayUsage) int { return a.Day.Compare(b.Day) })
+	u.ActiveUsers, u.Models = int64(len(u.ByUser)), int64(len(u.ByModel))
+	return u
+}
+
+// testUsageRollups runs a random mix of charges, reservations completed,
+// expired and charged late, deletions and an import, and after each step
+// compares UsageBetween over ranges with whole and partial UTC days against
+// a sum over every record.
+func testUsageRollups(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	rng := rand.New(rand.NewPCG(7, 11))
+	day0 := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
+	const nUsers, nModels, nDays = 4, 3, 5
+	userID := func(i int) string { return fmt.Sprintf("ru%d", i) }
+	for i := range nUsers {
+		if _, err := s.UpsertUser(ctx, store.UserInfo{ID: userID(i), Name: fmt.Sprintf("R%d", i)}, units(1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	randUser := func() string { return userID(rng.IntN(nUsers)) }
+	randModel := func() string { return fmt.Sprintf("rm%d", rng.IntN(nModels)) }
+	randTime := func() time.Time {
+		return day0.Add(time.Duration(rng.Int64N(int64(nDays * 24 * time.Hour))))
+	}
+	ranges := [][2]time.Time{
+		{},
+		{day0.Add(3*time.Hour + 1), day0.Add(3*24*time.Hour + 5*time.Hour)},
+		{day0.Add(24 * time.Hour), day0.Add(3 * 24 * time.Hour)},
+		{{}, day0.Add(2*24*time.Hour + time.Millisecond)},
+		{day0.Add(24*time.Hour + 90*time.Minute), day0.Add(24*time.Hour + 20*time.Hour)},
+		{day0.Add(2*24*time.Hour + 500*time.Microsecond), {}},
+		{day0.Add(-48 * time.Hour), day0.Add(10 * 24 * time.Hour)},
+		{day0.Add(4*24*time.Hour - time.Millisecond), day0.Add(4*24*time.Hour + time.Millisecond)},
+	}
+	check := func(step int, what string) {
+		t.Helper()
+		recs := eachRecord(t, s, store.RecordQuery{})
+		for _, rg := range ranges {
+			got, err := s.UsageBetween(ctx, rg[0], rg[1])
+			if err != nil {
+				t.Fatalf("step %d (%s): UsageBetween %v: %v", step, what, rg, err)
+			}
+			want := bruteUsage(t, s, recs, rg[0], rg[1])
+			if g, w := normUsage(got), normUsage(want); !reflect.DeepEqual(g, w) {
+				t.Fatalf("step %d (%s): UsageBetween %v..%v:\ngot  %+v\nwant %+v", step, what, rg[0], rg[1], g, w)
+			}
+		}
+	}
+	var pending, expired []string // keys
+	keys := 0
+	newKey := func() string { keys++; return fmt.Sprintf("rk%d", keys) }
+	take := func(ks *[]string) string {
+		i := rng.IntN(len(*ks))
+		k := (*ks)[i]
+		*ks = slices.Delete(*ks, i, i+1)
+		return k
+	}
+	imported := false
+	for step := range 160 {
+		var what string
+		var err error
+		switch op := rng.IntN(20); {
+		case op < 6: // a new final record
+			what = "charge"
+			status := []string{"", "", store.StatusFailed, store.StatusExpired}[rng.IntN(4)]
+			key := ""
+			if rng.IntN(2) == 0 {
+				key = newKey()
+			}
+			_, err = s.Charge(ctx, store.Record{UserID: randUser(), Model: randModel(), Key: key, CreatedAt: randTime(),
+				Cost: units(rng.Int64N(5)), InputTokens: rng.Int64N(100), OutputTokens: rng.Int64N(100), Status: status})
+		case op < 11: // a hold
+			what = "reserve"
+			key := newKey()
+			var res store.ReserveResult
+			res, err = s.Reserve(ctx, store.Reservation{Rule: store.ReserveAlways, Record: store.Record{
+				UserID: randUser(), Model: randModel(), Key: key, CreatedAt: randTime(), Cost: units(rng.Int64N(5)),
+				InputTokens: rng.Int64N(100)}})
+			if err == nil && res.Placed {
+				pending = append(pending, key)
+			}
+		case op < 14 && len(pending) > 0: // a hold completed, maybe with another model
+			what = "complete"
+			model := ""
+			if rng.IntN(2) == 0 {
+				model = randModel()
+			}
+			_, err = s.Charge(ctx, store.Record{Key: take(&pending), Model: model, Cost: units(rng.Int64N(5)),
+				InputTokens: rng.Int64N(100), OutputTokens: rng.Int64N(100)})
+		case op < 16 && len(pending) > 0: // a hold expired
+			what = "expire"
+			k := take(&pending)
+			var res store.ChargeResult
+			if res, err = s.Charge(ctx, store.Record{Key: k, Status: store.StatusExpired}); err == nil {
+				if res.Record.Status != store.StatusExpired {
+					t.Fatalf("expire %s: %+v", k, res.Record)
+				}
+				expired = append(expired, k)
+			}
+		case op < 18 && len(expired) > 0: // the late report of an expired hold
+			what = "late charge"
+			model := ""
+			if rng.IntN(2) == 0 {
+				model = randModel()
+			}
+			_, err = s.Charge(ctx, store.Record{Key: take(&expired), Model: model, Cost: units(rng.Int64N(5)),
+				InputTokens: rng.Int64N(100), OutputTokens: rng.Int64N(100)})
+		case op == 18: // a user deleted (and back, with nothing)
+			what = "delete user"
+			id := randUser()
+			if err = s.DeleteUser(ctx, id); err == nil {
+				_, err = s.UpsertUser(ctx, store.UserInfo{ID: id, Name: "again " + id}, units(1000))
+			}
+			// Their keys are gone.
+			pending, expired = nil, nil
+		case op == 19 && !imported || step == 150: // an import of the export, less some records
+			what = "import"
+			imported = true
+			var b store.Backup
+			if b, err = s.Export(ctx); err == nil {
+				b.Records = slices.DeleteFunc(b.Records, func(store.Record) bool { return rng.IntN(4) == 0 })
+				err = s.Import(ctx, b)
+			}
+			pending, expired = nil, nil
+			for _, r := range b.Records {
+				switch r.Status {
+				case store.StatusPending:
+					pending = append(pending, r.Key)
+				case store.StatusExpired:
+					if r.Key != "" {
+						expired = append(expired, r.Key)
+					}
+				}
+			}
+		default:
+			continue
+		}
+		if err != nil {
+			t.Fatalf("step %d (%s): %v", step, what, err)
+		}
+		check(step, what)
+	}
 }

@@ -1,0 +1,83 @@
+package postgres
+
+// The daily rollups (table usage_daily, see migrations/postgres/00002): the
+// final (not pending) records summed by UTC day, user and model. Every
+// change of a record's final contribution updates them in the same
+// transaction, so UsageBetween reads whole days from them and only the
+// partial days at the edges of a range from usage_records.
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/openwebui-monitor/owmon/internal/store"
+)
+
+const day = 24 * time.Hour
+
+// dayOf is the UTC midnight starting t's day (also before 1970).
+func dayOf(t time.Time) time.Time { return t.UTC().Truncate(day) }
+
+// dayCeil is the first UTC midnight not before t.
+func dayCeil(t time.Time) time.Time {
+	d := dayOf(t)
+	if d.Before(t) {
+		d = d.Add(day)
+	}
+	return d
+}
+
+// contribution is what one record adds to its day's rollup row.
+type contribution struct {
+	day                  time.Time // the UTC midnight
+	user, model          string
+	calls, cost, in, out int64
+}
+
+func contributionOf(r store.Record) contribution {
+	return contribution{dayOf(r.CreatedAt), r.UserID, r.Model, 1, int64(r.Cost), r.InputTokens, r.OutputTokens}
+}
+
+func (c contribution) neg() contribution {
+	c.calls, c.cost, c.in, c.out = -c.calls, -c.cost, -c.in, -c.out
+	return c
+}
+
+const upsertDaily = `INSERT INTO usage_daily (day, user_id, model, calls, cost, input_tokens, output_tokens)
+	VALUES ($1, $2, $3, $4, $5, $6, $7)
+	ON CONFLICT (day, user_id, model) DO UPDATE SET
+		calls = usage_daily.calls + excluded.calls,
+		cost = usage_daily.cost + excluded.cost,
+		input_tokens = usage_daily.input_tokens + excluded.input_tokens,
+		output_tokens = usage_daily.output_tokens + excluded.output_tokens`
+
+// addDaily adds c to its rollup row (one upsert).
+func addDaily(ctx context.Context, tx pgx.Tx, c contribution) error {
+	_, err := tx.Exec(ctx, upsertDaily, c.day, c.user, c.model, c.calls, c.cost, c.in, c.out)
+	return err
+}
+
+// replaceDaily replaces a final record's contribution old by new: one
+// upsert of the difference when both fall on one row, else two.
+func replaceDaily(ctx context.Context, tx pgx.Tx, old, new contribution) error {
+	if old.day.Equal(new.day) && old.user == new.user && old.model == new.model {
+		new.calls -= old.calls
+		new.cost -= old.cost
+		new.in -= old.in
+		new.out -= old.out
+		return addDaily(ctx, tx, new)
+	}
+	if err := addDaily(ctx, tx, old.neg()); err != nil {
+		return err
+	}
+	return addDaily(ctx, tx, new)
+}
+
+// rebuildDaily recomputes every rollup row from usage_records.
+const rebuildDaily = `INSERT INTO usage_daily (day, user_id, model, calls, cost, input_tokens, output_tokens)
+	SELECT (created_at AT TIME ZONE 'UTC')::date, user_id, model,
+		COUNT(*), SUM(cost), SUM(input_tokens), SUM(output_tokens)
+	FROM usage_records WHERE status <> 'pending'
+	GROUP BY 1, 2, 3`
