@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"html/template"
 	"io/fs"
@@ -658,6 +659,31 @@ func (u *ui) settings(w http.ResponseWriter, r *http.Request, v *view) int {
 		// behind the login and sent no-store.
 		"APIKey":   o.FunctionAPIKey,
 		"Endpoint": scheme + "://" + r.Host,
+		"Answers":  u.api.openWebUIAnswers(r.Context()),
 	}
 	return http.StatusOK
+}
+
+// openWebUIAnswers asks OpenWebUI for its models, briefly: "" when it
+// answers, else what went wrong.
+func (a *API) openWebUIAnswers(ctx context.Context) string {
+	if a.opts.OpenWebUI == "" {
+		return "openwebui is not configured"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.opts.OpenWebUI+"/api/models", nil)
+	if err != nil {
+		return err.Error()
+	}
+	req.Header.Set("Authorization", "Bearer "+a.opts.OpenWebUIAPIKey)
+	resp, err := a.opts.Client.Do(req)
+	if err != nil {
+		return "no answer: " + err.Error()
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return "answered " + resp.Status
+	}
+	return ""
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openwebui-monitor/owmon/internal/fakeowui"
 	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
@@ -513,4 +514,25 @@ func TestFormatting(t *testing.T) {
 			t.Errorf("base(%s) = %q, want %q", path, got, want)
 		}
 	}
+}
+
+// TestSettingsSayWhetherOpenWebUIAnswers asks a real (fake) OpenWebUI, then
+// one that is gone.
+func TestSettingsSayWhetherOpenWebUIAnswers(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		p := fakeowui.NewProvider(t)
+		o := fakeowui.NewOpenWebUI(t, p)
+		_, key := o.AddUser("admin", "admin@example.com", "Admin", "admin")
+		srv := prefixed(t, e, "/monitor", Options{OpenWebUI: o.URL(), OpenWebUIAPIKey: key, FunctionAPIKey: "sk-function"})
+		b := newBrowser(t, srv.URL, "/monitor")
+		b.login()
+		page := b.get("/settings")
+		if !strings.Contains(page.body, `data-testid="settings-owui-answers">answers`) || !strings.Contains(page.body, `value="sk-function"`) {
+			t.Fatalf("settings page:\n%s", page.body)
+		}
+		o.Close()
+		if page := b.get("/settings"); !strings.Contains(page.body, "does not answer") {
+			t.Fatalf("a closed OpenWebUI still answers:\n%s", page.body)
+		}
+	})
 }
