@@ -90,9 +90,11 @@ func TestDashboardInChromium(t *testing.T) {
 			}
 
 			// Log in.
+			run("login page", chromedp.Navigate(base+"login"), chromedp.WaitVisible(`#login-token`, chromedp.ByQuery))
+			if lang == "en" {
+				shot("login")
+			}
 			run("login",
-				chromedp.Navigate(base+"login"),
-				chromedp.WaitVisible(`#login-token`, chromedp.ByQuery),
 				chromedp.SendKeys(`#login-token`, "admin-secret", chromedp.ByQuery),
 				chromedp.Click(`#login-submit`, chromedp.ByQuery),
 				chromedp.WaitVisible(`[data-testid="totals"]`, chromedp.ByQuery))
