@@ -7,6 +7,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/openwebui-monitor/owmon/internal/money"
@@ -155,6 +157,33 @@ var RecordSortFields = []string{"created_at", "cost", "input_tokens", "output_to
 // ErrInvalidQuery reports a query the store refuses (a sort field not in
 // the fixed list, a page size out of range).
 var ErrInvalidQuery = errors.New("invalid query")
+
+// Page sizes of the list queries.
+const (
+	DefaultPageSize = 20
+	MaxPageSize     = 500
+)
+
+// LimitOffset checks a page (1-based; 0 means 1) and a page size (0 means
+// DefaultPageSize) and returns the SQL LIMIT and OFFSET.
+func LimitOffset(page, size int) (limit, offset int64, err error) {
+	if size == 0 {
+		size = DefaultPageSize
+	}
+	if size < 1 || size > MaxPageSize {
+		return 0, 0, fmt.Errorf("%w: page size %d is not within 1..%d", ErrInvalidQuery, size, MaxPageSize)
+	}
+	if page < 0 {
+		return 0, 0, fmt.Errorf("%w: page %d is negative", ErrInvalidQuery, page)
+	}
+	if page == 0 {
+		page = 1
+	}
+	if int64(page-1) > math.MaxInt64/int64(size) {
+		return 0, 0, fmt.Errorf("%w: page %d is too far", ErrInvalidQuery, page)
+	}
+	return int64(size), int64(page-1) * int64(size), nil
+}
 
 // UserQuery selects a page of users for the admin.
 type UserQuery struct {

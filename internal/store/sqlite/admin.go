@@ -19,7 +19,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,12 +26,6 @@ import (
 
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
-)
-
-// Paging limits of store.UserQuery and store.RecordQuery.
-const (
-	defaultPageSize = 20
-	maxPageSize     = 500
 )
 
 // userSort maps store.UserSortFields to SQL.
@@ -54,26 +47,6 @@ var recordSort = map[string]string{
 	"user_id":       "user_id COLLATE NOCASE",
 	"nickname":      "nickname COLLATE NOCASE",
 	"balance_after": "balance_after",
-}
-
-// limitOffset checks a page and returns its LIMIT and OFFSET.
-func limitOffset(page, size int) (limit, offset int64, err error) {
-	if size == 0 {
-		size = defaultPageSize
-	}
-	if size < 1 || size > maxPageSize {
-		return 0, 0, fmt.Errorf("%w: page size %d is not within 1..%d", store.ErrInvalidQuery, size, maxPageSize)
-	}
-	if page < 0 {
-		return 0, 0, fmt.Errorf("%w: page %d is negative", store.ErrInvalidQuery, page)
-	}
-	if page == 0 {
-		page = 1
-	}
-	if int64(page-1) > math.MaxInt64/int64(size) {
-		return 0, 0, fmt.Errorf("%w: page %d is too far", store.ErrInvalidQuery, page)
-	}
-	return int64(size), int64(page-1) * int64(size), nil
 }
 
 // orderBy returns the ORDER BY list for a sort field ("" is created_at),
@@ -181,7 +154,7 @@ func collect[T any](ctx context.Context, q queryer, scan func(scanner) (T, error
 
 // ListUsers returns a page of users and how many match in all.
 func (s *Store) ListUsers(ctx context.Context, q store.UserQuery) ([]store.User, int64, error) {
-	limit, offset, err := limitOffset(q.Page, q.PageSize)
+	limit, offset, err := store.LimitOffset(q.Page, q.PageSize)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -289,7 +262,7 @@ func recordWhere(q store.RecordQuery) where {
 
 // ListRecords returns a page of records and how many match in all.
 func (s *Store) ListRecords(ctx context.Context, q store.RecordQuery) ([]store.Record, int64, error) {
-	limit, offset, err := limitOffset(q.Page, q.PageSize)
+	limit, offset, err := store.LimitOffset(q.Page, q.PageSize)
 	if err != nil {
 		return nil, 0, err
 	}
