@@ -485,6 +485,7 @@ func (u *ui) overview(w http.ResponseWriter, r *http.Request, v *view) int {
 
 type usersData struct {
 	Search, Sort, Order string
+	Status              string // "", "active" or "blocked"
 	Users               []store.User
 	Pager               pager
 	SortLinks           map[string]string
@@ -492,7 +493,15 @@ type usersData struct {
 
 func (u *ui) users(w http.ResponseWriter, r *http.Request, v *view) int {
 	q := r.URL.Query()
-	d := &usersData{Search: strings.TrimSpace(q.Get("search")), Sort: q.Get("sort"), Order: q.Get("order")}
+	d := &usersData{Search: strings.TrimSpace(q.Get("search")), Sort: q.Get("sort"), Order: q.Get("order"), Status: q.Get("status")}
+	var blocked *bool
+	switch d.Status {
+	case "active", "blocked":
+		b := d.Status == "blocked"
+		blocked = &b
+	default:
+		d.Status = ""
+	}
 	if !allowed(d.Sort, store.UserSortFields) {
 		d.Sort = "created_at"
 	}
@@ -505,7 +514,7 @@ func (u *ui) users(w http.ResponseWriter, r *http.Request, v *view) int {
 	}
 	const size = 20
 	users, total, err := u.api.store.ListUsers(r.Context(), store.UserQuery{
-		Page: page, PageSize: size, SortField: d.Sort, Descending: d.Order == "desc", Search: d.Search,
+		Page: page, PageSize: size, SortField: d.Sort, Descending: d.Order == "desc", Search: d.Search, Blocked: blocked,
 	})
 	if err != nil {
 		u.api.log.Error("users page", "error", err)

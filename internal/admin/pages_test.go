@@ -536,3 +536,22 @@ func TestSettingsSayWhetherOpenWebUIAnswers(t *testing.T) {
 		}
 	})
 }
+
+func TestUsersPageStatusFilter(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		e.user(t, "u1", "Active Annie", "a@example.com", 1)
+		e.user(t, "u2", "Blocked Bob", "b@example.com", 1)
+		if err := e.st.SetBlocked(context.Background(), "u2", true); err != nil {
+			t.Fatal(err)
+		}
+		srv := prefixed(t, e, "/monitor", Options{})
+		b := newBrowser(t, srv.URL, "/monitor")
+		b.login()
+		for status, want := range map[string][2]bool{"": {true, true}, "active": {true, false}, "blocked": {false, true}} {
+			body := b.get("/users?status=" + status).body
+			if strings.Contains(body, "Active Annie") != want[0] || strings.Contains(body, "Blocked Bob") != want[1] {
+				t.Fatalf("status %q: annie %v bob %v", status, strings.Contains(body, "Active Annie"), strings.Contains(body, "Blocked Bob"))
+			}
+		}
+	})
+}
