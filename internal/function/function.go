@@ -147,7 +147,7 @@ func (e *Endpoints) outlet(ctx context.Context, w http.ResponseWriter, call open
 	var content string
 	if hasReply {
 		var err error
-		if usage, err = openwebui.ReplyUsage(reply, len(call.Messages.Array())-1); err != nil {
+		if usage, err = openwebui.ReplyUsage(reply, call.ReplyIndex()); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error(), "invalid_request")
 			return
 		}

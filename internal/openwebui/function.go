@@ -17,6 +17,8 @@ type FilterCall struct {
 	MessageID   string // outlet: body.id; inlet: body.metadata.message_id
 
 	Messages gjson.Result // the body.messages list
+
+	all []gjson.Result // Messages, split once: the outlet looks at it several times
 }
 
 // ParseFilterCall validates a filter-function body and names the first field
@@ -58,6 +60,7 @@ func ParseFilterCall(b []byte) (FilterCall, error) {
 	if !c.Messages.IsArray() {
 		return c, fieldErr("body.messages", "must be a list, got %s", describe(c.Messages))
 	}
+	c.all = c.Messages.Array()
 	if c.BaseModelID, err = str(body, "model_item.info.base_model_id", "body.model_item.info.base_model_id", false); err != nil {
 		return c, err
 	}
@@ -85,7 +88,7 @@ func ParseFilterCall(b []byte) (FilterCall, error) {
 // that one was written by the user or the system. ok is false when there is
 // no reply.
 func (c FilterCall) Reply() (msg gjson.Result, ok bool) {
-	all := c.Messages.Array()
+	all := c.all
 	if len(all) == 0 {
 		return gjson.Result{}, false
 	}
@@ -97,9 +100,12 @@ func (c FilterCall) Reply() (msg gjson.Result, ok bool) {
 	return last, true
 }
 
+// ReplyIndex is the position of the reply (the last message) in the list.
+func (c FilterCall) ReplyIndex() int { return len(c.all) - 1 }
+
 // Prompt returns the messages before the reply, as a JSON list.
 func (c FilterCall) Prompt() gjson.Result {
-	all := c.Messages.Array()
+	all := c.all
 	if _, ok := c.Reply(); ok {
 		all = all[:len(all)-1]
 	}
