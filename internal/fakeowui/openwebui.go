@@ -25,9 +25,25 @@ type OpenWebUIOptions struct {
 	// ProviderKey, when set, is sent to the provider as
 	// "Authorization: Bearer <ProviderKey>", never the user's credential.
 	ProviderKey string
-	// ForwardUserInfo sends X-OpenWebUI-User-Id/-Email/-Name/-Role and
-	// X-OpenWebUI-Chat-Id to the provider (ENABLE_FORWARD_USER_INFO_HEADERS, §9).
+	// ForwardUserInfo sends X-OpenWebUI-User-Id/-Email/-Name/-Role,
+	// X-OpenWebUI-Chat-Id and X-OpenWebUI-Message-Id to the provider
+	// (ENABLE_FORWARD_USER_INFO_HEADERS, §9).
 	ForwardUserInfo bool
+	// ForwardUserJWTSecret, with ForwardUserInfo, sends the user as one
+	// signed X-OpenWebUI-User-Jwt {sub,email,name,role,iss,iat,exp} instead
+	// of the four plain headers (FORWARD_USER_INFO_HEADER_JWT_SECRET, 0.9.6+).
+	ForwardUserJWTSecret string
+	// RunBackground makes background-mode chats run (see runBackground):
+	// the provider is called and the answer emitted as socket.io events.
+	// Off, they are only recorded.
+	RunBackground bool
+	// ToolRounds is how many native tool-calling rounds a background chat
+	// makes after its first provider call: each calls the provider again
+	// with the assistant's tool call and the tool's result appended.
+	ToolRounds int
+	// TitleGeneration makes a finished background chat ask the provider
+	// for a title, as background_tasks_handler does (§1b).
+	TitleGeneration bool
 	// Sources, when not nil, is prepended to synchronous chat streams as
 	// data: {"sources": <Sources>} (§3b).
 	Sources json.RawMessage
@@ -41,8 +57,8 @@ type OpenWebUIOptions struct {
 	AuthDelay time.Duration
 }
 
-// BackgroundTask records a chat completion OpenWebUI 0.9+ would run in the
-// background over socket.io (§3b); the fake runs nothing.
+// BackgroundTask records a chat completion OpenWebUI 0.9+ runs in the
+// background over socket.io (§3b); the fake runs it only with RunBackground.
 type BackgroundTask struct {
 	UserID    string
 	ChatID    string
@@ -86,6 +102,9 @@ type OpenWebUI struct {
 	passthrough []Request
 	background  []BackgroundTask
 	models      []Model
+	tasks       map[string]context.CancelFunc // running background chats by chat id
+	running     sync.WaitGroup
+	events      []Event
 }
 
 type fakeUser struct {
@@ -113,6 +132,7 @@ func NewOpenWebUI(tb testing.TB, p *Provider) *OpenWebUI {
 		cancel:   cancel,
 		users:    make(map[string]*fakeUser),
 		keys:     make(map[string]string),
+		tasks:    make(map[string]context.CancelFunc),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/auths/{$}", o.auths)
@@ -129,6 +149,8 @@ func NewOpenWebUI(tb testing.TB, p *Provider) *OpenWebUI {
 		mux.HandleFunc("POST "+path, o.verified(o.messages))
 	}
 	mux.HandleFunc("POST /api/v1/tasks/title/completions", o.verified(o.title))
+	mux.HandleFunc("POST /api/tasks/chat/{chat_id}/stop", o.verified(o.stop))
+	o.mountSocketIO(mux)
 	mux.HandleFunc("/", o.other)
 	o.srv = httptest.NewServer(o.recording(mux))
 	if tb != nil {
@@ -395,7 +417,7 @@ func (o *OpenWebUI) chat(w http.ResponseWriter, r *http.Request, u fakeUser) {
 		detail(w, http.StatusBadRequest, "Invalid request body")
 		return
 	}
-	sessionID, chatID := str(body["session_id"]), str(body["chat_id"])
+	sessionID, chatID, messageID := str(body["session_id"]), str(body["chat_id"]), str(body["id"])
 	if sessionID != "" && chatID != "" {
 		var ids []json.RawMessage
 		json.Unmarshal(body["message_ids"], &ids)
@@ -406,6 +428,9 @@ func (o *OpenWebUI) chat(w http.ResponseWriter, r *http.Request, u fakeUser) {
 		o.mu.Lock()
 		o.background = append(o.background, BackgroundTask{UserID: u.id, ChatID: chatID, SessionID: sessionID, TaskIDs: tasks, Body: raw})
 		o.mu.Unlock()
+		if opts := o.options(); opts.RunBackground {
+			o.startBackground(u, chatID, messageID, body, opts)
+		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": true, "task_ids": tasks, "chat_id": chatID})
 		return
 	}
@@ -421,21 +446,21 @@ func (o *OpenWebUI) chat(w http.ResponseWriter, r *http.Request, u fakeUser) {
 	if opts.SelectedModelID != "" {
 		prelude = append(prelude, mustJSON(map[string]string{"selected_model_id": opts.SelectedModelID}))
 	}
-	o.relay(w, r, u, chatID, opts, opts.OpenAIURL+"/chat/completions", mustJSON(body), prelude)
+	o.relay(w, r, u, turn{chatID, messageID}, opts, opts.OpenAIURL+"/chat/completions", mustJSON(body), prelude)
 }
 
 // ollama relays /ollama/api/{chat,generate} to Ollama untouched (NDJSON).
 func (o *OpenWebUI) ollama(w http.ResponseWriter, r *http.Request, u fakeUser) {
 	raw, _ := io.ReadAll(r.Body)
 	opts := o.options()
-	o.relay(w, r, u, "", opts, opts.OllamaURL+strings.TrimPrefix(r.URL.Path, "/ollama"), raw, nil)
+	o.relay(w, r, u, turn{}, opts, opts.OllamaURL+strings.TrimPrefix(r.URL.Path, "/ollama"), raw, nil)
 }
 
 // messages relays Anthropic Messages requests to the connection's /messages.
 func (o *OpenWebUI) messages(w http.ResponseWriter, r *http.Request, u fakeUser) {
 	raw, _ := io.ReadAll(r.Body)
 	opts := o.options()
-	o.relay(w, r, u, "", opts, opts.OpenAIURL+"/messages", raw, nil)
+	o.relay(w, r, u, turn{}, opts, opts.OpenAIURL+"/messages", raw, nil)
 }
 
 // title asks the task model for a title, non-streaming, and returns the
@@ -458,12 +483,12 @@ func (o *OpenWebUI) title(w http.ResponseWriter, r *http.Request, u fakeUser) {
 		"stream":   false,
 	}
 	opts := o.options()
-	o.relay(w, r, u, body.ChatID, opts, opts.OpenAIURL+"/chat/completions", mustJSON(req), nil)
+	o.relay(w, r, u, turn{chatID: body.ChatID}, opts, opts.OpenAIURL+"/chat/completions", mustJSON(req), nil)
 }
 
 // relay posts body to url and copies the answer back, flushing every read.
 // Stream prelude lines are written before a successful event stream.
-func (o *OpenWebUI) relay(w http.ResponseWriter, r *http.Request, u fakeUser, chatID string,
+func (o *OpenWebUI) relay(w http.ResponseWriter, r *http.Request, u fakeUser, t turn,
 	opts OpenWebUIOptions, url string, body []byte, prelude [][]byte) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -474,19 +499,7 @@ func (o *OpenWebUI) relay(w http.ResponseWriter, r *http.Request, u fakeUser, ch
 		detail(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if opts.ProviderKey != "" {
-		req.Header.Set("Authorization", "Bearer "+opts.ProviderKey)
-	}
-	if opts.ForwardUserInfo {
-		req.Header.Set("X-OpenWebUI-User-Id", u.id)
-		req.Header.Set("X-OpenWebUI-User-Email", u.email)
-		req.Header.Set("X-OpenWebUI-User-Name", u.name)
-		req.Header.Set("X-OpenWebUI-User-Role", u.role)
-		if chatID != "" {
-			req.Header.Set("X-OpenWebUI-Chat-Id", chatID)
-		}
-	}
+	providerHeaders(req.Header, u, t, opts)
 	resp, err := o.client.Do(req)
 	if err != nil {
 		detail(w, http.StatusInternalServerError, "Open WebUI: Server Connection Error")
