@@ -113,6 +113,17 @@ type ChargeResult struct {
 	Balance   money.Amount // the user's balance after the charge
 }
 
+// MessageUsage sums the records one path wrote for one chat message.
+type MessageUsage struct {
+	Records         int64 // how many (0: the path has not metered the message)
+	Model           string
+	InputTokens     int64
+	OutputTokens    int64
+	CachedTokens    int64
+	ReasoningTokens int64
+	Cost            money.Amount
+}
+
 // BalanceChange is an audited admin change of a balance.
 type BalanceChange struct {
 	ID         int64
@@ -295,6 +306,14 @@ type Store interface {
 	Ledger(ctx context.Context, userID string) (Ledger, error)
 	// RecordByKey returns the record with an idempotency key, or ErrNotFound.
 	RecordByKey(ctx context.Context, key string) (Record, error)
+	// MessageUsage sums the records with the source, chat id and message id
+	// (pending ones included, failed and expired ones not). messageID must
+	// not be empty.
+	MessageUsage(ctx context.Context, source, chatID, messageID string) (MessageUsage, error)
+	// ReleaseHold removes the pending record with the key and gives its cost
+	// back, in one transaction. It reports false, and changes nothing, when
+	// no pending record has the key.
+	ReleaseHold(ctx context.Context, key string) (bool, error)
 	// ExpiredHolds lists pending records whose ExpiresAt is not after now,
 	// oldest first, at most limit. Settling them is the caller's (Charge).
 	ExpiredHolds(ctx context.Context, now time.Time, limit int) ([]Record, error)

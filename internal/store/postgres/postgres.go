@@ -571,6 +571,52 @@ func (s *Store) RecordByKey(ctx context.Context, key string) (store.Record, erro
 	return scanRecord(s.pool.QueryRow(ctx, `SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1`, key))
 }
 
+// MessageUsage sums what one path recorded for a message.
+func (s *Store) MessageUsage(ctx context.Context, source, chatID, messageID string) (store.MessageUsage, error) {
+	var (
+		u    store.MessageUsage
+		cost int64
+	)
+	err := s.pool.QueryRow(ctx, `SELECT COUNT(*), COALESCE(MAX(model), ''), COALESCE(SUM(input_tokens), 0),
+			COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cached_tokens), 0),
+			COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(cost), 0)
+		FROM usage_records
+		WHERE message_id = $1 AND message_id <> '' AND chat_id = $2 AND source = $3
+			AND status NOT IN ('failed', 'expired')`, messageID, chatID, source).
+		Scan(&u.Records, &u.Model, &u.InputTokens, &u.OutputTokens, &u.CachedTokens, &u.ReasoningTokens, &cost)
+	u.Cost = money.Amount(cost)
+	return u, err
+}
+
+// ReleaseHold removes a pending record and gives its cost back.
+func (s *Store) ReleaseHold(ctx context.Context, key string) (bool, error) {
+	if key == "" {
+		return false, nil
+	}
+	return retry(ctx, func() (bool, error) {
+		tx, err := s.pool.Begin(ctx)
+		if err != nil {
+			return false, err
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+		var user string
+		var cost int64
+		err = tx.QueryRow(ctx, `DELETE FROM usage_records WHERE idem_key = $1 AND status = 'pending'
+			RETURNING user_id, cost`, key).Scan(&user, &cost)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE users SET balance = balance + $2, updated_at = now() WHERE id = $1`,
+			user, cost); err != nil {
+			return false, err
+		}
+		return true, tx.Commit(ctx)
+	})
+}
+
 // ExpiredHolds lists pending records whose hold has lapsed.
 func (s *Store) ExpiredHolds(ctx context.Context, at time.Time, limit int) ([]store.Record, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+recordCols+` FROM usage_records

@@ -51,6 +51,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ReserveThenChargeMore", testReserveThenChargeMore},
 		{"ReserveThenFail", testReserveThenFail},
 		{"ExpiredHolds", testExpiredHolds},
+		{"ReleaseHold", testReleaseHold},
+		{"MessageUsage", testMessageUsage},
 		{"ReserveThenConcurrentCharges", testReserveThenConcurrentCharges},
 		{"ReserveConcurrentOverdraw", testReserveConcurrentOverdraw},
 		{"BalanceChanges", testBalanceChanges},
@@ -636,6 +638,75 @@ func testReserveThenFail(t *testing.T, s store.Store) {
 	l := checkLedger(t, s, "u1", 1)
 	if l.Charges != 0 {
 		t.Fatalf("ledger charges %v after a refund", l.Charges)
+	}
+}
+
+// testReleaseHold removes only pending records and gives their money back.
+func testReleaseHold(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1", units(10))
+	wantPlaced(t, reserve(t, s, "u1", "h1", units(4), store.ReserveIfCovered), units(6))
+	wantPlaced(t, reserve(t, s, "u1", "h2", units(1), store.ReserveIfCovered), units(5))
+	if _, err := s.Charge(ctx, store.Record{UserID: "u1", Key: "done", Cost: units(2), Model: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key  string
+		want bool
+	}{{"h1", true}, {"h1", false}, {"done", false}, {"nothing", false}, {"", false}} {
+		got, err := s.ReleaseHold(ctx, tc.key)
+		if err != nil || got != tc.want {
+			t.Fatalf("ReleaseHold(%q) = %v, %v; want %v", tc.key, got, err, tc.want)
+		}
+	}
+	wantBalance(t, s, "u1", units(7)) // 10 − 1 held − 2 charged
+	if _, err := s.RecordByKey(ctx, "h1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("released hold still there: %v", err)
+	}
+	if r := recordByKey(t, s, "done"); r.Status != store.StatusCompleted || r.Cost != units(2) {
+		t.Fatalf("final record changed: %+v", r)
+	}
+	checkLedger(t, s, "u1", 2)
+	// The key is free again: a later charge with it takes the full cost.
+	if res, err := s.Charge(ctx, store.Record{UserID: "u1", Key: "h1", Cost: units(3), Model: "m"}); err != nil || res.Held != 0 || res.Balance != units(4) {
+		t.Fatalf("charge after release: %+v, %v", res, err)
+	}
+}
+
+// testMessageUsage sums one source's records of one message, pending ones
+// included, failed and expired ones and other messages and sources not.
+func testMessageUsage(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	newUser(t, s, "u1", units(100))
+	charge := func(key, source, chat, msg, status string, in, out, cached, reasoning int64, cost money.Amount) {
+		t.Helper()
+		if _, err := s.Charge(ctx, store.Record{UserID: "u1", Key: key, Source: source, ChatID: chat, MessageID: msg,
+			Status: status, Model: "gpt", InputTokens: in, OutputTokens: out, CachedTokens: cached, ReasoningTokens: reasoning, Cost: cost}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	charge("p1", store.SourceProvider, "c1", "m1", "", 100, 10, 40, 3, units(1))
+	charge("p2", store.SourceProvider, "c1", "m1", store.StatusCancelled, 120, 5, 0, 0, units(2))
+	charge("p3", store.SourceProvider, "c1", "m1", store.StatusFailed, 999, 999, 0, 0, 0)
+	charge("p4", store.SourceProvider, "c2", "m1", "", 999, 999, 0, 0, units(5))
+	charge("p5", store.SourceProvider, "c1", "m2", "", 999, 999, 0, 0, units(5))
+	charge("e1", store.SourceEdge, "c1", "m1", "", 999, 999, 0, 0, units(5))
+	if _, err := s.Reserve(ctx, store.Reservation{Rule: store.ReserveAlways, Record: store.Record{UserID: "u1", Key: "p6",
+		Source: store.SourceProvider, ChatID: "c1", MessageID: "m1", Model: "gpt", Cost: units(3)}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.MessageUsage(ctx, store.SourceProvider, "c1", "m1")
+	want := store.MessageUsage{Records: 3, Model: "gpt", InputTokens: 220, OutputTokens: 15, CachedTokens: 40, ReasoningTokens: 3, Cost: units(6)}
+	if err != nil || got != want {
+		t.Fatalf("MessageUsage = %+v, %v; want %+v", got, err, want)
+	}
+	if got, err := s.MessageUsage(ctx, store.SourceProvider, "c9", "m9"); err != nil || got != (store.MessageUsage{}) {
+		t.Fatalf("MessageUsage of nothing = %+v, %v", got, err)
+	}
+	// API calls have no chat id.
+	charge("p7", store.SourceProvider, "", "m7", "", 1, 2, 0, 0, units(1))
+	if got, err := s.MessageUsage(ctx, store.SourceProvider, "", "m7"); err != nil || got.Records != 1 || got.OutputTokens != 2 {
+		t.Fatalf("MessageUsage without chat = %+v, %v", got, err)
 	}
 }
 
