@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openwebui-monitor/owmon/internal/money"
@@ -29,6 +30,9 @@ type Config struct {
 	// crash loses nothing since nothing was taken. Share one LocalHolds
 	// between ledgers over the same store (across config reloads).
 	LocalHolds *LocalHolds
+	// Claims, when set, is the table of messages the provider meter
+	// charges, shared across config reloads; a ledger makes its own if nil.
+	Claims *Claims
 	// PriceTTL is how long a resolved price is reused before the store is
 	// asked again, which bounds how stale prices changed by another instance
 	// can be. Default 5s.
@@ -46,6 +50,10 @@ type Ledger struct {
 	// users remembers the identity last written per user id, so an unchanged
 	// user costs no write on every call.
 	users sync.Map // string → store.UserInfo
+
+	// providerMetered: a provider meter may charge messages, so the other
+	// paths look for its records before charging one.
+	providerMetered atomic.Bool
 }
 
 // LocalHolds are money held in memory, per user.
@@ -69,8 +77,19 @@ func New(st store.Store, cfg Config) *Ledger {
 	if cfg.PriceTTL <= 0 {
 		cfg.PriceTTL = 5 * time.Second
 	}
-	return &Ledger{store: st, cfg: cfg, prices: make(map[priceKey]cachedPrice)}
+	if cfg.Claims == nil {
+		cfg.Claims = NewClaims()
+	}
+	l := &Ledger{store: st, cfg: cfg, prices: make(map[priceKey]cachedPrice)}
+	// A shared database may have a provider meter in another process.
+	l.providerMetered.Store(st.Kind() != "sqlite")
+	return l
 }
+
+// ExpectProviderMeter says a provider meter charges messages through this
+// ledger's store: from now on the other paths (front, function, websocket)
+// charge nothing for a message it metered.
+func (l *Ledger) ExpectProviderMeter() { l.providerMetered.Store(true) }
 
 // Store returns the store the ledger writes to.
 func (l *Ledger) Store() store.Store { return l.store }
@@ -285,6 +304,13 @@ func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, erro
 	if rec.Status == "" {
 		rec.Status = store.StatusCompleted
 	}
+	if a.Source == store.SourceProvider && a.MessageID != "" {
+		defer l.cfg.Claims.end(Key(a.ChatID, a.MessageID))
+	} else if a.MessageID != "" && l.providerMetered.Load() {
+		if res, covered, err := l.coveredByProvider(ctx, a, rec.Key); covered || err != nil {
+			return res, err
+		}
+	}
 	// Failed answers, and calls cancelled before any output, cost nothing.
 	free := rec.Status == store.StatusFailed || (rec.Status == store.StatusCancelled && a.OutputTokens == 0)
 	if !free {
@@ -307,6 +333,40 @@ func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, erro
 		return store.ChargeResult{}, fmt.Errorf("charge: %w", err)
 	}
 	return res, nil
+}
+
+// coveredWait bounds how long a charge waits for the provider calls of its
+// message to be settled.
+const coveredWait = 10 * time.Second
+
+// coveredByProvider reports whether the provider meter charged the
+// answer's message. Then nothing is charged: the hold or pre-charge under
+// key is released, and the result sums the provider meter's records.
+func (l *Ledger) coveredByProvider(ctx context.Context, a Answer, key string) (store.ChargeResult, bool, error) {
+	l.cfg.Claims.wait(ctx, Key(a.ChatID, a.MessageID), coveredWait)
+	u, err := l.store.MessageUsage(ctx, store.SourceProvider, a.ChatID, a.MessageID)
+	if err != nil || u.Records == 0 {
+		return store.ChargeResult{}, false, err
+	}
+	if _, err := l.store.ReleaseHold(ctx, key); err != nil {
+		return store.ChargeResult{}, false, err
+	}
+	user, err := l.store.User(ctx, a.User.ID)
+	if err != nil {
+		return store.ChargeResult{}, false, err
+	}
+	return store.ChargeResult{
+		Covered: true,
+		Record: store.Record{
+			UserID: a.User.ID, Nickname: a.User.Name, Model: u.Model,
+			InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
+			CachedTokens: u.CachedTokens, ReasoningTokens: u.ReasoningTokens,
+			Cost: u.Cost, BalanceAfter: user.Balance,
+			Source: store.SourceProvider, Status: store.StatusCompleted,
+			ChatID: a.ChatID, MessageID: a.MessageID,
+		},
+		Balance: user.Balance,
+	}, true, nil
 }
 
 // Hold is money reserved before a model call is forwarded.
@@ -351,7 +411,29 @@ func (l *Ledger) HoldAmount(ctx context.Context, model, baseModelID string, prom
 // Hold reserves the estimated cost of a call against the user's balance.
 // Concurrent calls of one user each reserve their own amount, so together
 // they can never spend more than the balance plus one call's overrun.
+//
+// A provider-meter hold for a chat message claims the message: the first
+// releases whatever another path holds for it (the front's hold, the
+// inlet's pre-charge), since the provider meter charges it from now on.
 func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
+	if h.Source == store.SourceProvider && h.MessageID != "" {
+		mk := Key(h.ChatID, h.MessageID)
+		if l.cfg.Claims.begin(mk) {
+			if _, err := l.store.ReleaseHold(ctx, mk); err != nil {
+				l.cfg.Claims.end(mk)
+				return HoldResult{}, err
+			}
+		}
+		res, err := l.holdRetry(ctx, h)
+		if err != nil || !res.Allowed {
+			l.cfg.Claims.end(mk) // no call to settle
+		}
+		return res, err
+	}
+	return l.holdRetry(ctx, h)
+}
+
+func (l *Ledger) holdRetry(ctx context.Context, h Hold) (HoldResult, error) {
 	res, err := l.hold(ctx, h)
 	if errors.Is(err, store.ErrNotFound) {
 		// The user vanished since we cached them (an admin deleted them).

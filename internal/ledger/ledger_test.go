@@ -155,3 +155,88 @@ func TestChargeStatuses(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestProviderMeterChargesMessageOnce: with a provider meter, a message is
+// charged by its provider calls only; the front's hold gives way at the
+// first call, and the outlet waits for calls under way and answers with
+// their sum.
+func TestProviderMeterChargesMessageOnce(t *testing.T) {
+	for _, local := range []bool{false, true} {
+		cfg := Config{InitBalance: money.Units(1000)}
+		if local {
+			cfg.LocalHolds = NewLocalHolds()
+		}
+		l, st := newLedger(t, cfg)
+		l.ExpectProviderMeter()
+		ctx := context.Background()
+		front, err := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: 50, Key: Key("c1", "a1"), ChatID: "c1", MessageID: "a1",
+			Source: store.SourceEdge, Enforce: true, Expires: time.Now().Add(time.Hour)})
+		if err != nil || !front.Placed || front.Local {
+			t.Fatalf("front hold %+v %v", front, err)
+		}
+		call := func(key string) HoldResult {
+			t.Helper()
+			res, err := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: 10, Key: key, ChatID: "c1", MessageID: "a1",
+				Source: store.SourceProvider, Enforce: true, Settled: true, Expires: time.Now().Add(time.Hour)})
+			if err != nil || !res.Allowed {
+				t.Fatalf("provider hold %+v %v", res, err)
+			}
+			return res
+		}
+		settle := func(key string, hold HoldResult, in, out int64) {
+			t.Helper()
+			if _, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: in, OutputTokens: out, CachedTokens: 3,
+				Key: key, ChatID: "c1", MessageID: "a1", Source: store.SourceProvider}); err != nil {
+				t.Fatal(err)
+			}
+			if hold.Local {
+				l.ReleaseLocal(alice.ID, hold.Amount)
+			}
+		}
+		h1 := call("p1")
+		if _, err := st.RecordByKey(ctx, Key("c1", "a1")); err == nil {
+			t.Fatal("the front's hold survived the provider meter's first call")
+		}
+		settle("p1", h1, 100, 20)
+		h2 := call("p2") // a tool round of the same message
+
+		outlet := make(chan store.ChargeResult)
+		go func() {
+			res, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 999, OutputTokens: 999,
+				ChatID: "c1", MessageID: "a1", Source: store.SourceFunction})
+			if err != nil {
+				t.Error(err)
+			}
+			outlet <- res
+		}()
+		select {
+		case res := <-outlet:
+			t.Fatalf("outlet answered %+v before the tool round was settled", res)
+		case <-time.After(100 * time.Millisecond):
+		}
+		settle("p2", h2, 130, 5)
+		res := <-outlet
+		wantCost := money.Units(100 + 20 + 130 + 5)
+		if !res.Covered || res.Record.InputTokens != 230 || res.Record.OutputTokens != 25 || res.Record.CachedTokens != 6 ||
+			res.Record.Cost != wantCost || res.Balance != money.Units(1000)-wantCost {
+			t.Fatalf("local=%v outlet %+v", local, res)
+		}
+		// A replayed outlet, and the front settling late, charge nothing either.
+		for _, src := range []string{store.SourceFunction, store.SourceEdge} {
+			again, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 1, OutputTokens: 1,
+				ChatID: "c1", MessageID: "a1", Source: src})
+			if err != nil || !again.Covered || again.Record.Cost != wantCost {
+				t.Fatalf("%s again: %+v %v", src, again, err)
+			}
+		}
+		lg, err := st.Ledger(ctx, alice.ID)
+		if err != nil || lg.Records != 2 || lg.Balance != money.Units(1000)-wantCost || lg.Initial-lg.Charges+lg.Adjustments != lg.Balance {
+			t.Fatalf("local=%v ledger %+v %v", local, lg, err)
+		}
+		// Another message the provider meter never saw is charged as usual.
+		other, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 1, OutputTokens: 1, ChatID: "c1", MessageID: "a2", Source: store.SourceFunction})
+		if err != nil || other.Covered || other.Record.Cost != money.Units(2) {
+			t.Fatalf("uncovered message %+v %v", other, err)
+		}
+	}
+}

@@ -111,6 +111,9 @@ type ChargeResult struct {
 	Duplicate bool         // the key was already charged: nothing changed
 	Held      money.Amount // what a pending record with the key had taken, now netted
 	Balance   money.Amount // the user's balance after the charge
+	// Covered: the provider meter charged the message, so nothing was;
+	// Record sums its records (set by the ledger, never by a store).
+	Covered bool
 }
 
 // MessageUsage sums the records one path wrote for one chat message.
