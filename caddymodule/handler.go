@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/openwebui-monitor/owmon/internal/admin"
+	"github.com/openwebui-monitor/owmon/internal/edge"
 	"github.com/openwebui-monitor/owmon/internal/function"
 )
 
@@ -77,6 +78,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if call == nil {
 		return next.ServeHTTP(w, r)
 	}
+	return serveMetered(w, r, next, call)
+}
+
+// serveMetered passes a model call on and reads its answer on the way back.
+func serveMetered(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, call *edge.Call) error {
 	mw := &meterWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, call: call}
 	// Deferred: reverse_proxy aborts an incomplete answer with a panic
 	// (http.ErrAbortHandler), and that call must be settled too.

@@ -38,6 +38,9 @@ type Options struct {
 	Dashboard          string `json:"dashboard,omitempty"`
 	DashboardPath      string `json:"dashboard_path,omitempty"`
 	Currency           string `json:"currency,omitempty"`
+	ProviderKey        string `json:"provider_key,omitempty"`
+	ForwardUserSecret  string `json:"forward_user_jwt_secret,omitempty"`
+	SystemUser         string `json:"system_user,omitempty"`
 }
 
 // Option describes one option: its Caddyfile name and environment fallback.
@@ -71,6 +74,9 @@ var Table = []Option{
 	{"dashboard", "OWMON_DASHBOARD", "on", func(o *Options) *string { return &o.Dashboard }},
 	{"dashboard_path", "OWMON_DASHBOARD_PATH", "/monitor", func(o *Options) *string { return &o.DashboardPath }},
 	{"currency", "OWMON_CURRENCY", "$", func(o *Options) *string { return &o.Currency }},
+	{"provider_key", "OWMON_PROVIDER_KEY", "", func(o *Options) *string { return &o.ProviderKey }},
+	{"forward_user_jwt_secret", "FORWARD_USER_INFO_HEADER_JWT_SECRET", "", func(o *Options) *string { return &o.ForwardUserSecret }},
+	{"system_user", "OWMON_SYSTEM_USER", "system", func(o *Options) *string { return &o.SystemUser }},
 }
 
 // Set assigns the option called name; it reports false for an unknown name.
@@ -141,6 +147,10 @@ type Settings struct {
 	MinHold          money.Amount  // least amount a call reserves
 	DashboardPath    string        // where the admin API lives; "" when the dashboard is off
 	Currency         string        // the symbol the dashboard shows before amounts
+
+	ProviderKey       string // the key OpenWebUI's connections send to openwebui_meter
+	ForwardUserSecret string // verifies X-OpenWebUI-User-Jwt; "" trusts plain user headers
+	SystemUser        string // user id charged for provider calls that name no user
 }
 
 // Settings validates the options. dataDir holds the SQLite file when no
@@ -210,6 +220,14 @@ func (o Options) Settings(dataDir string) (Settings, error) {
 	}
 	if len(s.Currency) > 8 {
 		return s, fmt.Errorf("currency: %q is longer than a currency symbol", o.Currency)
+	}
+	s.ProviderKey, s.ForwardUserSecret = o.ProviderKey, o.ForwardUserSecret
+	if s.ProviderKey != "" && len(s.ProviderKey) < 16 {
+		return s, fmt.Errorf("provider_key: a shared key of %d characters is too easy to guess; use at least 16", len(s.ProviderKey))
+	}
+	s.SystemUser = strings.TrimSpace(o.SystemUser)
+	if s.SystemUser == "" {
+		s.SystemUser = "system"
 	}
 	on, err := onOff("dashboard", o.Dashboard)
 	if err != nil {

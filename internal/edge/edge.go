@@ -65,7 +65,7 @@ func New(l *ledger.Ledger, counter *tokens.Counter, resolver *identity.Resolver,
 type Call struct {
 	g          *Gate
 	ctx        context.Context
-	user       identity.User
+	user       caller
 	kind       openwebui.RouteKind
 	path       string
 	req        openwebui.ModelRequest
@@ -75,15 +75,25 @@ type Call struct {
 	stripUsage bool // we asked for usage the client did not ask for
 	start      time.Time
 
+	source    string // store.SourceEdge or store.SourceProvider
+	enforce   bool   // refuse what the balance cannot cover
+	label     string // what the call is for (the record's purpose)
+	chatID    string
+	messageID string
+
 	status  int
 	meter   *openwebui.Meter
 	settled bool
 	local   money.Amount // a local hold to give back once charged
 }
 
-// Begin decides what happens to a request. It returns the call to meter
-// (the request is rewritten for it), or nil to pass the request on
-// untouched; handled means Begin has answered the request itself.
+// Metered reports whether the call was admitted and must be metered.
+func (c *Call) Metered() bool { return c != nil && c.key != "" }
+
+// Begin decides what happens to a request in front of OpenWebUI. It
+// returns the call to meter (the request is rewritten for it), or nil to
+// pass the request on untouched; handled means Begin has answered the
+// request itself.
 func (g *Gate) Begin(w http.ResponseWriter, r *http.Request) (call *Call, handled bool) {
 	kind, ok := openwebui.ClassifyRoute(r.Method, r.URL.Path)
 	if !ok {
@@ -100,54 +110,81 @@ func (g *Gate) Begin(w http.ResponseWriter, r *http.Request) (call *Call, handle
 		}
 		return nil, false
 	}
-	c := &Call{g: g, ctx: r.Context(), user: user, kind: kind, path: r.URL.Path, start: time.Now()}
 	// Identity travels in the credential only; never let a client speak for OpenWebUI.
-	for name := range r.Header {
+	dropOpenWebUIHeaders(r.Header)
+	c := &Call{g: g, ctx: r.Context(), user: caller{User: user}, kind: kind, path: r.URL.Path, start: time.Now(),
+		source: store.SourceEdge, enforce: g.cfg.Enforce}
+	return c.admitted(w, r)
+}
+
+// admitted is admit's outcome as Begin returns it.
+func (c *Call) admitted(w http.ResponseWriter, r *http.Request) (*Call, bool) {
+	if handled := c.admit(w, r); handled || !c.Metered() {
+		return nil, handled
+	}
+	return c, false
+}
+
+func dropOpenWebUIHeaders(h http.Header) {
+	for name := range h {
 		if strings.HasPrefix(name, "X-Openwebui-") {
-			r.Header.Del(name)
+			h.Del(name)
 		}
 	}
-	if kind.ReadsBody() {
-		raw, err := body.Read(w, r, g.cfg.MaxBodyBytes)
+}
+
+// admit reads and rewrites the call's body and holds its estimated cost,
+// or refuses it. It reports whether it answered the request itself; the
+// call is not metered when it returns false with c.key unset.
+func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
+	g := c.g
+	var raw []byte
+	if c.kind.ReadsBody() {
+		var err error
+		raw, err = body.Read(w, r, g.cfg.MaxBodyBytes)
 		if errors.Is(err, body.ErrTooLarge) {
-			writeRefusal(w, http.StatusRequestEntityTooLarge,
+			c.refuse(w, http.StatusRequestEntityTooLarge,
 				fmt.Sprintf("request body is larger than the limit of %d bytes (max_body_size)", g.cfg.MaxBodyBytes), "request_too_large")
-			return nil, true
+			return true
 		}
 		if err != nil {
-			writeRefusal(w, http.StatusBadRequest, err.Error(), "invalid_request")
-			return nil, true
+			c.refuse(w, http.StatusBadRequest, err.Error(), "invalid_request")
+			return true
 		}
-		if c.req, err = openwebui.InspectRequest(kind, raw); err != nil {
-			// OpenWebUI refuses what it cannot parse; there is nothing to meter.
+		if c.req, err = openwebui.InspectRequest(c.kind, raw); err != nil {
+			// The upstream refuses what it cannot parse; there is nothing to meter.
 			setBody(r, raw)
-			return nil, false
+			return false
 		}
 		raw = c.rewrite(raw)
 		setBody(r, raw)
 		c.prompt = c.req.PromptTokens(g.counter)
 	}
+	c.label = c.purpose(raw)
+	if c.source == store.SourceEdge {
+		c.chatID, c.messageID = c.req.ChatID, c.req.MessageID
+	}
 	if c.req.Model == "" {
 		// Uploads name their model inside a multipart form we do not read:
 		// they are priced (per message) under the purpose's name.
-		c.req.Model = c.purpose()
+		c.req.Model = c.label
 	}
-	c.key = c.holdKey()
+	key := c.holdKey()
 	res, err := g.ledger.Hold(context.WithoutCancel(r.Context()), ledger.Hold{
-		User:  store.UserInfo{ID: user.ID, Email: user.Email, Name: user.Name, Role: user.Role},
+		User:  c.user.info(),
 		Model: c.req.Model, PromptTokens: c.prompt,
-		Key: c.key, ChatID: c.req.ChatID, MessageID: c.req.MessageID,
-		Source: store.SourceEdge, Purpose: c.purpose(),
-		Enforce: g.cfg.Enforce, Expires: time.Now().Add(g.cfg.HoldTTL),
+		Key: key, ChatID: c.chatID, MessageID: c.messageID,
+		Source: c.source, Purpose: c.label,
+		Enforce: c.enforce, Expires: time.Now().Add(g.cfg.HoldTTL),
 		Settled: !c.background,
 	})
 	if err != nil {
 		g.log.Error("cannot place a hold", "error", err)
-		if !g.cfg.Enforce {
-			return nil, false
+		if !c.enforce {
+			return false
 		}
-		writeRefusal(w, http.StatusServiceUnavailable, "The usage monitor's database is unavailable; try again shortly.", "service_unavailable")
-		return nil, true
+		c.refuse(w, http.StatusServiceUnavailable, "The usage monitor's database is unavailable; try again shortly.", "service_unavailable")
+		return true
 	}
 	if res.Local {
 		c.local = res.Amount
@@ -157,18 +194,19 @@ func (g *Gate) Begin(w http.ResponseWriter, r *http.Request) (call *Call, handle
 		if res.Blocked {
 			msg = "Your account may not use models at the moment; ask an administrator."
 		}
-		writeRefusal(w, http.StatusPaymentRequired, msg, "insufficient_balance")
-		return nil, true
+		c.refuse(w, http.StatusPaymentRequired, msg, "insufficient_balance")
+		return true
 	}
+	c.key = key
 	// We read what comes back: ask for it uncompressed.
 	r.Header.Set("Accept-Encoding", "identity")
-	return c, false
+	return false
 }
 
 // rewrite makes the body meterable: API-key chats leave background mode,
 // and streaming OpenAI-style calls ask for a usage report.
 func (c *Call) rewrite(body []byte) []byte {
-	if c.kind == openwebui.RouteChat {
+	if c.source == store.SourceEdge && c.kind == openwebui.RouteChat {
 		hasBackground := c.req.SessionID != "" || c.req.ChatID != ""
 		switch {
 		case c.user.APIKey && hasBackground && c.g.cfg.StripBackground:
@@ -201,6 +239,9 @@ func (c *Call) rewrite(body []byte) []byte {
 // holdKey is the idempotency key of the call's charge: its message, so the
 // function's outlet or a later tap finds the same record, or a fresh key.
 func (c *Call) holdKey() string {
+	if c.source == store.SourceProvider {
+		return "provider/" + newID() // one record per provider call; a message may take several
+	}
 	if c.req.MessageID != "" {
 		return ledger.Key(c.req.ChatID, c.req.MessageID)
 	}
@@ -213,7 +254,9 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func (c *Call) purpose() string {
+// purpose says what the call is for: by its route, and on the provider hop
+// by its body, where OpenWebUI's task prompts show.
+func (c *Call) purpose(body []byte) string {
 	switch c.kind {
 	case openwebui.RouteTask:
 		// /api/v1/tasks/{purpose}/completions
@@ -229,7 +272,20 @@ func (c *Call) purpose() string {
 	case openwebui.RouteAudio, openwebui.RouteAudioUpload:
 		return "audio"
 	}
+	if c.source == store.SourceProvider && body != nil {
+		return openwebui.Purpose(body)
+	}
 	return "chat"
+}
+
+// caller is who a call is charged to.
+type caller struct {
+	identity.User
+	system bool // no user: the provider hop's system account
+}
+
+func (u caller) info() store.UserInfo {
+	return store.UserInfo{ID: u.ID, Email: u.Email, Name: u.Name, Role: u.Role}
 }
 
 // Header sees the answer's status and headers before they are sent.
@@ -274,9 +330,9 @@ func (c *Call) End() {
 	c.settled = true
 	ctx := context.WithoutCancel(c.ctx)
 	a := ledger.Answer{
-		User:  store.UserInfo{ID: c.user.ID, Email: c.user.Email, Name: c.user.Name, Role: c.user.Role},
-		Model: c.req.Model, ChatID: c.req.ChatID, MessageID: c.req.MessageID,
-		Source: store.SourceEdge, Purpose: c.purpose(), Duration: time.Since(c.start),
+		User:  c.user.info(),
+		Model: c.req.Model, ChatID: c.chatID, MessageID: c.messageID,
+		Source: c.source, Purpose: c.label, Duration: time.Since(c.start),
 	}
 	a.Key = c.key
 	var usage openwebui.Usage
@@ -312,7 +368,7 @@ func (c *Call) End() {
 		}
 	case cancelled:
 		a.Status = store.StatusCancelled // nothing produced: nothing charged
-	case c.purpose() == "images" || c.purpose() == "audio" || c.purpose() == "embeddings":
+	case c.label == "images" || c.label == "audio" || c.label == "embeddings":
 		a.InputTokens, a.Estimated = c.prompt, true // answered, without tokens to show
 	default:
 		a.Status = store.StatusFailed // an answer with nothing in it
@@ -336,6 +392,16 @@ func setBody(r *http.Request, body []byte) {
 	r.ContentLength = int64(len(body))
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+}
+
+// refuse answers the request instead of the upstream, in the shape its
+// caller reads.
+func (c *Call) refuse(w http.ResponseWriter, status int, msg, kind string) {
+	if c.source == store.SourceProvider {
+		writeProviderError(w, c.path, c.kind, status, msg, kind)
+		return
+	}
+	writeRefusal(w, status, msg, kind)
 }
 
 // writeRefusal answers in the shape OpenWebUI shows in the chat ("detail",

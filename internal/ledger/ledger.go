@@ -82,7 +82,7 @@ func New(st store.Store, cfg Config) *Ledger {
 	}
 	l := &Ledger{store: st, cfg: cfg, prices: make(map[priceKey]cachedPrice)}
 	// A shared database may have a provider meter in another process.
-	l.providerMetered.Store(st.Kind() != "sqlite")
+	l.providerMetered.Store(st != nil && st.Kind() != "sqlite")
 	return l
 }
 
