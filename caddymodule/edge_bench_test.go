@@ -31,7 +31,7 @@ func benchUpstream(b *testing.B) *httptest.Server {
 		case "/api/v1/auths/":
 			w.Header().Set("Content-Type", "application/json")
 			io.WriteString(w, `{"id":"bench","email":"bench@example.com","name":"Bench","role":"user","token_type":"Bearer"}`)
-		case "/api/chat/completions":
+		case "/api/chat/completions", "/v1/chat/completions":
 			body, _ := io.ReadAll(r.Body)
 			if !gjson.GetBytes(body, "stream").Bool() {
 				if d, err := time.ParseDuration(r.Header.Get("X-Bench-Latency")); err == nil {

@@ -419,7 +419,7 @@ func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
 	if h.Source == store.SourceProvider && h.MessageID != "" {
 		mk := Key(h.ChatID, h.MessageID)
 		if l.cfg.Claims.begin(mk) {
-			if _, err := l.store.ReleaseHold(ctx, mk); err != nil {
+			if err := l.releaseOtherHold(ctx, mk); err != nil {
 				l.cfg.Claims.end(mk)
 				return HoldResult{}, err
 			}
@@ -431,6 +431,20 @@ func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
 		return res, err
 	}
 	return l.holdRetry(ctx, h)
+}
+
+// releaseOtherHold releases a pending record under the message's key (a
+// read first: most messages have none, and a write costs more).
+func (l *Ledger) releaseOtherHold(ctx context.Context, key string) error {
+	rec, err := l.store.RecordByKey(ctx, key)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && rec.Status != store.StatusPending) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = l.store.ReleaseHold(ctx, key)
+	return err
 }
 
 func (l *Ledger) holdRetry(ctx context.Context, h Hold) (HoldResult, error) {

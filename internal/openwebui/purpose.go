@@ -91,9 +91,8 @@ const (
 // It is a label for reports, not a security decision: a user who types a
 // template's opening words as a chat message gets that label.
 func Purpose(body []byte) string {
-	if !gjson.ValidBytes(body) {
-		return PurposeChat
-	}
+	// Not validated first: gjson reads malformed input safely, and the
+	// callers' bodies were parsed (InspectRequest) already.
 	root := gjson.ParseBytes(body)
 	if !root.IsObject() {
 		return PurposeChat
@@ -147,19 +146,26 @@ func Purpose(body []byte) string {
 // text of the last user message, of the first system message, and whether
 // the list ends in a tool result.
 func scanMessages(list gjson.Result) (user, system string, toolRound bool) {
-	var last gjson.Result
+	// Only the messages that matter are decoded: a long history costs a scan.
+	var last, lastUser, firstSystem gjson.Result
 	list.ForEach(func(_, m gjson.Result) bool {
 		last = m
 		switch m.Get("role").Str {
 		case "user":
-			user = messageText(m.Get("content"))
+			lastUser = m
 		case "system", "developer":
-			if system == "" {
-				system = messageText(m.Get("content"))
+			if !firstSystem.Exists() {
+				firstSystem = m
 			}
 		}
 		return true
 	})
+	if lastUser.Exists() {
+		user = messageText(lastUser.Get("content"))
+	}
+	if firstSystem.Exists() {
+		system = messageText(firstSystem.Get("content"))
+	}
 	if !last.Exists() {
 		return user, system, false
 	}
