@@ -40,6 +40,10 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		default_per_msg_price <amount, or -1 to bill by tokens>
 //		cost_on_inlet         <amount | model:amount,model:amount>
 //		max_body_size         <size, e.g. 32MiB>
+//		provider_key          <key OpenWebUI's connections send to openwebui_meter>
+//		forward_user_jwt_secret <OpenWebUI's FORWARD_USER_INFO_HEADER_JWT_SECRET>
+//		system_user           <user id>
+//		…                     (every option of the README's table)
 //	}
 //
 // Values are checked here, so `caddy adapt` names a bad one.
