@@ -110,10 +110,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Start begins releasing holds nobody settled in time.
+// Start begins releasing holds nobody settled in time, and ending web-UI
+// answers the websocket tap lost sight of.
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
-	a.stop = cancel
+	stopSweep := a.gate.Tracker().Start(5 * time.Second)
+	a.stop = func() { cancel(); stopSweep() }
 	every := min(a.settings.HoldTTL/4, time.Minute)
 	go func() {
 		tick := time.NewTicker(every)

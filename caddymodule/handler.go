@@ -71,6 +71,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return nil
 		}
 	}
+	if strings.HasPrefix(r.URL.Path, socketIOPath) {
+		return h.serveSocketIO(w, r, next)
+	}
+	if chatID, ok := stopPath(r); ok {
+		if _, known := h.app.gate.Identify(r); known {
+			h.app.gate.Tracker().Stop(chatID) // charge what was produced, not a lapsed hold
+		}
+	}
 	call, handled := h.app.gate.Begin(w, r)
 	if handled {
 		return nil

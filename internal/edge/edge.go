@@ -31,6 +31,7 @@ import (
 	"github.com/openwebui-monitor/owmon/internal/openwebui"
 	"github.com/openwebui-monitor/owmon/internal/store"
 	"github.com/openwebui-monitor/owmon/internal/tokens"
+	"github.com/openwebui-monitor/owmon/internal/wstap"
 )
 
 // Config says how the gate behaves.
@@ -51,14 +52,33 @@ type Gate struct {
 	log      *slog.Logger
 
 	settling sync.WaitGroup // settlements under way
+	web      webChats       // web-UI chats awaiting their answer over the websocket
+	tracker  *wstap.Tracker // follows those answers on the websockets the tap reads
 }
+
+// Tracker is the websocket tap's tracker: it reports each web-UI answer
+// once, when it ends, to SettleWebChat.
+func (g *Gate) Tracker() *wstap.Tracker { return g.tracker }
 
 // Wait returns once every settlement under way has been written.
 func (g *Gate) Wait() { g.settling.Wait() }
 
 // New returns a gate.
 func New(l *ledger.Ledger, counter *tokens.Counter, resolver *identity.Resolver, cfg Config, log *slog.Logger) *Gate {
-	return &Gate{ledger: l, counter: counter, resolver: resolver, cfg: cfg, log: log}
+	g := &Gate{ledger: l, counter: counter, resolver: resolver, cfg: cfg, log: log}
+	g.tracker = wstap.NewTracker(wstap.TrackerConfig{OnFinish: g.SettleWebChat, IdleTimeout: cfg.HoldTTL})
+	return g
+}
+
+// Identify returns the user a request's credential names, for requests
+// that are not model calls (the websocket's upgrade and polling).
+func (g *Gate) Identify(r *http.Request) (identity.User, bool) {
+	token, _ := identity.Credential(r)
+	if token == "" {
+		return identity.User{}, false
+	}
+	u, err := g.resolver.Resolve(r.Context(), token)
+	return u, err == nil
 }
 
 // Call is one model call on its way through the gate.
@@ -198,6 +218,9 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 		return true
 	}
 	c.key = key
+	if c.background {
+		c.rememberWebChat(raw)
+	}
 	// We read what comes back: ask for it uncompressed.
 	r.Header.Set("Accept-Encoding", "identity")
 	return false
