@@ -52,19 +52,7 @@ func event(chat, msg, data string) []byte {
 // script, in writes of awkward sizes, then closes. It records the
 // Sec-WebSocket-Extensions the client offered.
 func wsUpstream(t testing.TB, script []byte, piece int, gap time.Duration, offered chan<- string) *httptest.Server {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if offered != nil {
-			offered <- r.Header.Get("Sec-WebSocket-Extensions")
-		}
-		sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-			base64.StdEncoding.EncodeToString(sum[:]))
-		brw.Flush()
+	return wsUpstreamFunc(t, func(conn net.Conn) {
 		for rest := script; len(rest) > 0; {
 			n := min(piece, len(rest))
 			if _, err := conn.Write(rest[:n]); err != nil {
@@ -75,6 +63,28 @@ func wsUpstream(t testing.TB, script []byte, piece int, gap time.Duration, offer
 				time.Sleep(gap)
 			}
 		}
+	}, offered)
+}
+
+// wsUpstreamFunc is a websocket server that accepts any upgrade, runs
+// script on the connection and waits for the client to leave.
+func wsUpstreamFunc(t testing.TB, script func(net.Conn), offered ...chan<- string) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, o := range offered {
+			if o != nil {
+				o <- r.Header.Get("Sec-WebSocket-Extensions")
+			}
+		}
+		sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+			base64.StdEncoding.EncodeToString(sum[:]))
+		brw.Flush()
+		script(conn)
 		io.Copy(io.Discard, conn) // until the client leaves
 	}))
 	t.Cleanup(srv.Close)
