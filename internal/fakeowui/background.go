@@ -115,7 +115,7 @@ func (o *OpenWebUI) runBackground(ctx context.Context, u fakeUser, t turn, body 
 	_ = json.Unmarshal(body["messages"], &messages)
 
 	var content string
-	usage := map[string]int64{}
+	var usage messageUsage
 	for round := 0; round <= opts.ToolRounds; round++ {
 		if round > 0 {
 			// A native tool call and its result, then the model again.
@@ -134,8 +134,8 @@ func (o *OpenWebUI) runBackground(ctx context.Context, u fakeUser, t turn, body 
 				send("chat:completion", map[string]any{"output": output(content, "in_progress")})
 			}
 			if callUsage != nil {
-				mergeUsage(usage, callUsage)
-				send("chat:completion", map[string]any{"usage": usage})
+				usage.merge(callUsage)
+				send("chat:completion", map[string]any{"usage": usage.wire()})
 			}
 		})
 		if ctx.Err() != nil {
@@ -148,8 +148,8 @@ func (o *OpenWebUI) runBackground(ctx context.Context, u fakeUser, t turn, body 
 	}
 	title := "New Chat"
 	done := map[string]any{"done": true, "output": output(content, "completed"), "title": title}
-	if len(usage) > 0 {
-		done["usage"] = usage
+	if usage.calls > 0 {
+		done["usage"] = usage.wire()
 	}
 	send("chat:completion", done)
 
@@ -236,15 +236,43 @@ func (o *OpenWebUI) callProvider(ctx context.Context, u fakeUser, t turn, opts O
 	return ctx.Err() == nil
 }
 
-// mergeUsage adds one call's usage to a message's, as merge_usage does
-// since 0.10, with normalize_usage's input/output/total names.
-func mergeUsage(total, call map[string]int64) {
-	for k, v := range call {
-		total[k] += v
+// messageUsage is a message's usage over its calls as OpenWebUI 0.10+
+// reports it (utils/response.py): normalize_usage adds input_tokens,
+// output_tokens and total_tokens to each call's report, and merge_usage
+// sums those and the *_details maps over the calls but keeps only the
+// last call's prompt_tokens and completion_tokens.
+type messageUsage struct {
+	calls                            int
+	prompt, completion               int64 // the last call's
+	input, output, cached, reasoning int64 // summed
+	hasCached, hasReasoning          bool
+}
+
+func (u *messageUsage) merge(call map[string]int64) {
+	u.calls++
+	u.prompt, u.completion = call["prompt_tokens"], call["completion_tokens"]
+	u.input += call["prompt_tokens"]
+	u.output += call["completion_tokens"]
+	if c, ok := call["cached_tokens"]; ok {
+		u.cached, u.hasCached = u.cached+c, true
 	}
-	total["input_tokens"] = total["prompt_tokens"]
-	total["output_tokens"] = total["completion_tokens"]
-	total["total_tokens"] = total["prompt_tokens"] + total["completion_tokens"]
+	if r, ok := call["reasoning_tokens"]; ok {
+		u.reasoning, u.hasReasoning = u.reasoning+r, true
+	}
+}
+
+func (u *messageUsage) wire() map[string]any {
+	m := map[string]any{
+		"prompt_tokens": u.prompt, "completion_tokens": u.completion,
+		"input_tokens": u.input, "output_tokens": u.output, "total_tokens": u.input + u.output,
+	}
+	if u.hasCached {
+		m["prompt_tokens_details"] = map[string]any{"cached_tokens": u.cached}
+	}
+	if u.hasReasoning {
+		m["completion_tokens_details"] = map[string]any{"reasoning_tokens": u.reasoning}
+	}
+	return m
 }
 
 // output is the message's output items, OpenResponses style (0.10+).

@@ -62,8 +62,13 @@ func TestBackgroundChatRuns(t *testing.T) {
 	}
 	d := gjson.Parse(string(mustJSON(done.Payload))).Get("data.data")
 	// Two calls' usage summed (merge_usage, 0.10+).
-	if d.Get("usage.prompt_tokens").Int() != 40 || d.Get("usage.output_tokens").Int() != 10 ||
-		d.Get("usage.cached_tokens").Int() != 8 || d.Get("output.0.content.0.text").String() != "It is noon.\nIt is noon." {
+	// merge_usage (0.10+): normalized counts and details summed over the two
+	// calls, prompt_tokens/completion_tokens the last call's.
+	if d.Get("usage.input_tokens").Int() != 40 || d.Get("usage.output_tokens").Int() != 10 ||
+		d.Get("usage.prompt_tokens").Int() != 20 || d.Get("usage.completion_tokens").Int() != 5 ||
+		d.Get("usage.prompt_tokens_details.cached_tokens").Int() != 8 ||
+		d.Get("usage.completion_tokens_details.reasoning_tokens").Int() != 4 ||
+		d.Get("output.0.content.0.text").String() != "It is noon.\nIt is noon." {
 		t.Errorf("done event %s", d.Raw)
 	}
 }

@@ -32,10 +32,14 @@ type Usage struct {
 	Reported  bool  // the report named input or output tokens
 }
 
-// Field names by shape: OpenAI, OpenWebUI's normalized/Anthropic, Ollama.
+// Field names by shape: OpenWebUI's normalized/Anthropic/Responses, OpenAI,
+// Ollama. The normalized names come first: since 0.10 OpenWebUI's
+// merge_usage sums input_tokens and output_tokens over a message's calls
+// (a tool loop) but keeps only the last call's prompt_tokens and
+// completion_tokens.
 var (
-	inputFields     = []string{"prompt_tokens", "input_tokens", "prompt_eval_count"}
-	outputFields    = []string{"completion_tokens", "output_tokens", "eval_count"}
+	inputFields     = []string{"input_tokens", "prompt_tokens", "prompt_eval_count"}
+	outputFields    = []string{"output_tokens", "completion_tokens", "eval_count"}
 	cachedFields    = []string{"prompt_tokens_details.cached_tokens", "input_tokens_details.cached_tokens", "cache_read_input_tokens"}
 	reasoningFields = []string{"completion_tokens_details.reasoning_tokens", "output_tokens_details.reasoning_tokens"}
 )
