@@ -81,11 +81,12 @@ func (c *Call) rememberWebChat(body []byte) {
 // counted at the request and the answer's text are (an estimate). A
 // stopped answer pays for what was produced; a failed one with nothing
 // produced releases its hold. An answer the tap lost sight of (every tab
-// closed) is left to its hold's expiry or the function's outlet, since
-// OpenWebUI may still be generating it. When a provider meter charges the
-// message, the ledger charges nothing here.
+// closed) is charged the usage it reported, if any; without one it is left
+// to its hold's expiry or the function's outlet, since OpenWebUI may still
+// be generating it. When a provider meter charges the message, the ledger
+// charges nothing here.
 func (g *Gate) SettleWebChat(r wstap.Result) {
-	if r.Outcome == wstap.Abandoned || r.MessageID == "" {
+	if r.MessageID == "" || (r.Outcome == wstap.Abandoned && !r.Usage.Reported) {
 		return
 	}
 	key := ledger.Key(r.ChatID, r.MessageID)
