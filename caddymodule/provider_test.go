@@ -152,6 +152,8 @@ func TestProviderMeterChargesEveryCallOnce(t *testing.T) {
 				s.provider.SetReply(fakeowui.Reply{Text: "It is noon.", Chunks: 2,
 					Usage: fakeowui.Usage{PromptTokens: 20, CompletionTokens: 5, CachedTokens: 4, ReasoningTokens: 2}})
 				e := &edgeEnv{url: s.front}
+				// A browser tab on the websocket: the tap sees the answer too, and only observes.
+				tabs := openTabs(t, s.front, s.jwt, 1, false)
 				resp := e.do(t, context.Background(), "/api/chat/completions", s.jwt, `{"model":"gpt-4o","stream":true,
 					"session_id":"sess","chat_id":"c1","id":"a1","messages":[{"role":"user","content":"What time is it?"}]}`)
 				body, _ := io.ReadAll(resp.Body)
@@ -160,6 +162,7 @@ func TestProviderMeterChargesEveryCallOnce(t *testing.T) {
 					t.Fatalf("front answered %d %s", resp.StatusCode, body)
 				}
 				s.owui.WaitBackground()
+				waitTabs(t, tabs, "a1", isDone)
 
 				recs := s.userRecords(t, "alice", 3)
 				if len(recs) != 3 {

@@ -160,9 +160,8 @@ func TestWebsocketChargesAStoppedGeneration(t *testing.T) {
 		Usage: fakeowui.Usage{PromptTokens: 12, CompletionTokens: 12}})
 	tabs := openTabs(t, e.url, e.jwt, 1, false)
 	e.webChat(t, "c9", "m9")
-	waitTabs(t, tabs, "m9", func(d gjson.Result) bool {
-		return gjson.Get(d.Get("data.output.0.content.0.text").Str, "").Raw == "" && len(d.Get("data.output.0.content.0.text").Str) > 8
-	})
+	// Stop once a few words are out.
+	waitTabs(t, tabs, "m9", func(d gjson.Result) bool { return len(d.Get("data.output.0.content.0.text").Str) > 8 })
 	resp := e.do(t, context.Background(), "/api/tasks/chat/c9/stop", e.jwt, ``)
 	resp.Body.Close()
 	waitTabs(t, tabs, "m9", func(d gjson.Result) bool { return d.Get("type").Str == "chat:tasks:cancel" })
