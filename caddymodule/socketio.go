@@ -75,7 +75,22 @@ func (w *tapWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	// The upstream's answer headers are ours by now (reverse_proxy copies
 	// them before it switches protocols).
-	return &tapConn{Conn: conn, tap: w.open(w.Header().Get("Sec-Websocket-Extensions"))}, brw, nil
+	return &tapConn{Conn: conn, tap: w.open(headerFold(w.Header(), "Sec-WebSocket-Extensions"))}, brw, nil
+}
+
+// headerFold reads a header whatever the case of its key: reverse_proxy
+// stores the websocket headers under their RFC spelling
+// ("Sec-WebSocket-…"), which Header.Get, canonicalising, does not find.
+func headerFold(h http.Header, name string) string {
+	if v := h.Get(name); v != "" {
+		return v
+	}
+	for k, v := range h {
+		if strings.EqualFold(k, name) && len(v) > 0 {
+			return strings.Join(v, ", ")
+		}
+	}
+	return ""
 }
 
 // tapConn is the browser's connection: what is written to it is read by

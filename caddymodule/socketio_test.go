@@ -175,3 +175,20 @@ func TestWebsocketChargesAStoppedGeneration(t *testing.T) {
 		t.Fatalf("balance %s after a charge of %s", got, r.Cost)
 	}
 }
+
+// TestWebsocketReadsCompressedFrames: an upstream that compresses although
+// the tap asked it not to (permessage-deflate with context takeover) is
+// still read, and the browser still gets its frames.
+func TestWebsocketReadsCompressedFrames(t *testing.T) {
+	e := startEdge(t, sqliteDB(t), "")
+	e.owui.SetOptions(fakeowui.OpenWebUIOptions{RunBackground: true})
+	e.owui.SetSocketIO(fakeowui.SocketIOOptions{Deflate: true, ForceDeflate: true})
+	e.provider.SetReply(fakeowui.Reply{Text: "Compressed hello.", Chunks: 3, Usage: fakeowui.Usage{PromptTokens: 5, CompletionTokens: 4}})
+	tabs := openTabs(t, e.url, e.jwt, 1, false)
+	e.webChat(t, "cz", "mz")
+	waitTabs(t, tabs, "mz", isDone)
+	recs := e.webRecords(t, 1)
+	if r := recs[0]; r.Source != store.SourceWebsocket || r.InputTokens != 5 || r.OutputTokens != 4 || r.Estimated {
+		t.Fatalf("record %+v", r)
+	}
+}
