@@ -56,7 +56,9 @@ func waitTabs(t *testing.T, tabs []*fakeowui.SocketClient, msg string, match fun
 	}
 }
 
-func isDone(d gjson.Result) bool { return d.Get("type").Str == "chat:completion" && d.Get("data.done").Bool() }
+func isDone(d gjson.Result) bool {
+	return d.Get("type").Str == "chat:completion" && d.Get("data.done").Bool()
+}
 
 // webRecords waits until the user has n settled records and returns them.
 func (e *edgeEnv) webRecords(t *testing.T, n int) []store.Record {

@@ -67,7 +67,9 @@ func BenchmarkWebsocket(b *testing.B) {
 		for _, site := range []string{plain, metered} {
 			slices.Sort(delays[site])
 		}
-		q := func(d []time.Duration, f float64) float64 { return float64(d[int(float64(len(d)-1)*f)].Microseconds()) / 1000 }
+		q := func(d []time.Duration, f float64) float64 {
+			return float64(d[int(float64(len(d)-1)*f)].Microseconds()) / 1000
+		}
 		b.ReportMetric(q(delays[plain], 0.5), "plain-p50-ms")
 		b.ReportMetric(q(delays[metered], 0.5), "tapped-p50-ms")
 		b.ReportMetric(q(delays[plain], 0.99), "plain-p99-ms")
