@@ -71,7 +71,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
-		sc := storeCloser{Store: st}
+		sc := storeCloser{Store: st, claims: ledger.NewClaims()}
 		if st.Kind() == "sqlite" {
 			// One writer, in this process: holds can live in memory,
 			// shared by every config over this store.
@@ -93,6 +93,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		InletCosts:   s.InletCosts,
 		MinHold:      s.MinHold,
 		LocalHolds:   val.(storeCloser).holds,
+		Claims:       val.(storeCloser).claims,
 	})
 	resolver := identity.NewResolver(identity.Config{
 		OpenWebUI: s.OpenWebUI, SecretKey: s.WebUISecretKey, TTL: s.IdentityCacheTTL,
@@ -163,7 +164,8 @@ func (a *App) Cleanup() error {
 
 type storeCloser struct {
 	store.Store
-	holds *ledger.LocalHolds // nil unless the store has a single writer here
+	holds  *ledger.LocalHolds // nil unless the store has a single writer here
+	claims *ledger.Claims     // messages the provider meter charges, across reloads
 }
 
 func (s storeCloser) Destruct() error { return s.Close() }

@@ -35,6 +35,13 @@ type edgeEnv struct {
 
 func startEdge(t *testing.T, database, extra string) *edgeEnv {
 	t.Helper()
+	return startEdgeWith(t, database, extra, "")
+}
+
+// startEdgeWith is startEdge with site lines of its own before the
+// reverse_proxy to OpenWebUI (routes to other upstreams).
+func startEdgeWith(t *testing.T, database, extra, site string) *edgeEnv {
+	t.Helper()
 	e := &edgeEnv{provider: fakeowui.NewProvider(t), database: database}
 	e.owui = fakeowui.NewOpenWebUI(t, e.provider)
 	e.jwt, e.key = e.owui.AddUser("alice", "alice@example.com", "Alice", "user")
@@ -57,9 +64,10 @@ func startEdge(t *testing.T, database, extra string) *edgeEnv {
 
 :%d {
 	openwebui_monitor
+	%s
 	reverse_proxy %s
 }
-`, database, e.owui.URL(), e.owui.Secret(), testAPIKey, extra, port, e.owui.URL()))
+`, database, e.owui.URL(), e.owui.Secret(), testAPIKey, extra, port, site, e.owui.URL()))
 	e.url = fmt.Sprintf("http://127.0.0.1:%d", port)
 	e.st = activeStore(t)
 	// 1 per input token, 2 per output token: costs are easy to read.

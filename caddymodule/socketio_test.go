@@ -144,9 +144,9 @@ func TestWebsocketChargesWebChats(t *testing.T) {
 			if len(recs) != 3 {
 				t.Fatalf("records %+v", recs)
 			}
-			want := money.Units(100 - 26 - 7)
-			if got := e.balance(t, "alice"); got != want-est.Cost+money.Units(0) {
-				t.Fatalf("balance %s, want %s", got, want-est.Cost)
+			// 26 for the first chat, the estimate, 3·1 + 2·2 for the polled one.
+			if got, want := e.balance(t, "alice"), money.Units(100-26-7)-est.Cost; got != want {
+				t.Fatalf("balance %s, want %s", got, want)
 			}
 		})
 	}

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/openwebui-monitor/owmon/internal/fakeowui"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
 )
@@ -116,34 +115,6 @@ func dialWebsocket(t testing.TB, url, jwt string) (net.Conn, *bufio.Reader, http
 	return conn, br, resp.Header
 }
 
-// wsEdge is owmon in front of a fake OpenWebUI, with /ws/* going to ws.
-func wsEdge(t testing.TB, database, ws string, owui *fakeowui.OpenWebUI) string {
-	t.Helper()
-	port := freePort(t)
-	run(t, fmt.Sprintf(`{
-	admin off
-	auto_https off
-	log {
-		output discard
-	}
-	openwebui_monitor {
-		database %s
-		openwebui %s
-		webui_secret_key %s
-		api_key %s
-		init_balance 100
-	}
-}
-
-:%d {
-	openwebui_monitor
-	reverse_proxy /ws/* %s
-	reverse_proxy %s
-}
-`, database, owui.URL(), owui.Secret(), testAPIKey, port, ws, owui.URL()))
-	return fmt.Sprintf("http://127.0.0.1:%d", port)
-}
-
 // TestWebsocketRelaysEveryByte: what the browser receives through the tap
 // is exactly what the upstream sent — large, fragmented (with a ping in
 // the middle), binary and close frames, written in awkward pieces — and
@@ -151,8 +122,6 @@ func wsEdge(t testing.TB, database, ws string, owui *fakeowui.OpenWebUI) string 
 func TestWebsocketRelaysEveryByte(t *testing.T) {
 	for kind, db := range databases(t) {
 		t.Run(kind, func(t *testing.T) {
-			owui := fakeowui.NewOpenWebUI(t, fakeowui.NewProvider(t))
-			jwt, _ := owui.AddUser("alice", "alice@example.com", "Alice", "user")
 			big := make([]byte, 1<<20)
 			rand.Read(big)
 			huge := event("c1", "m1", fmt.Sprintf(`{"content":%q}`, base64.StdEncoding.EncodeToString(big)[:1<<20]))
@@ -174,20 +143,17 @@ func TestWebsocketRelaysEveryByte(t *testing.T) {
 			}
 			offered := make(chan string, 1)
 			up := wsUpstream(t, script, 4093, 0, offered)
-			front := wsEdge(t, db(), up.URL, owui)
-			st := activeStore(t)
-			st.PutModelPrice(context.Background(), store.ModelPrice{ID: "gpt-4o", Input: money.Units(1), Output: money.Units(2), PerMessage: -1})
+			e := startEdgeWith(t, db(), "", "reverse_proxy /ws/* "+up.URL)
 
 			// The web UI's request places the hold the websocket settles.
-			e := &edgeEnv{url: front}
-			resp := e.do(t, context.Background(), "/api/chat/completions", jwt,
+			resp := e.do(t, context.Background(), "/api/chat/completions", e.jwt,
 				`{"model":"gpt-4o","stream":true,"session_id":"s","chat_id":"c1","id":"m1","messages":[{"role":"user","content":"hi"}]}`)
 			resp.Body.Close()
 			if resp.StatusCode != 200 {
 				t.Fatalf("chat request %d", resp.StatusCode)
 			}
 
-			conn, br, _ := dialWebsocket(t, front, jwt)
+			conn, br, _ := dialWebsocket(t, e.url, e.jwt)
 			defer conn.Close()
 			if ext := <-offered; ext != "" {
 				t.Fatalf("the upstream was offered compression: %q", ext)
@@ -205,9 +171,9 @@ func TestWebsocketRelaysEveryByte(t *testing.T) {
 				t.Fatalf("the browser's bytes differ from the upstream's at %d of %d", i, len(script))
 			}
 
-			recs := (&edgeEnv{st: st}).webRecords(t, 1)
+			recs := e.webRecords(t, 1)
 			if len(recs) != 1 || recs[0].Source != store.SourceWebsocket || recs[0].Status != store.StatusCompleted ||
-				recs[0].InputTokens != 30 || recs[0].OutputTokens != 9 || recs[0].Estimated || recs[0].Cost != money.Units(48)/1_000_000 {
+				recs[0].InputTokens != 30 || recs[0].OutputTokens != 9 || recs[0].Estimated || recs[0].Cost != money.Units(30+2*9) {
 				t.Fatalf("records %+v", recs)
 			}
 		})

@@ -85,7 +85,7 @@ func (g *Gate) Identify(r *http.Request) (identity.User, bool) {
 type Call struct {
 	g          *Gate
 	ctx        context.Context
-	user       caller
+	user       identity.User
 	kind       openwebui.RouteKind
 	path       string
 	req        openwebui.ModelRequest
@@ -132,7 +132,7 @@ func (g *Gate) Begin(w http.ResponseWriter, r *http.Request) (call *Call, handle
 	}
 	// Identity travels in the credential only; never let a client speak for OpenWebUI.
 	dropOpenWebUIHeaders(r.Header)
-	c := &Call{g: g, ctx: r.Context(), user: caller{User: user}, kind: kind, path: r.URL.Path, start: time.Now(),
+	c := &Call{g: g, ctx: r.Context(), user: user, kind: kind, path: r.URL.Path, start: time.Now(),
 		source: store.SourceEdge, enforce: g.cfg.Enforce}
 	return c.admitted(w, r)
 }
@@ -191,7 +191,7 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 	}
 	key := c.holdKey()
 	res, err := g.ledger.Hold(context.WithoutCancel(r.Context()), ledger.Hold{
-		User:  c.user.info(),
+		User:  userInfo(c.user),
 		Model: c.req.Model, PromptTokens: c.prompt,
 		Key: key, ChatID: c.chatID, MessageID: c.messageID,
 		Source: c.source, Purpose: c.label,
@@ -301,13 +301,7 @@ func (c *Call) purpose(body []byte) string {
 	return "chat"
 }
 
-// caller is who a call is charged to.
-type caller struct {
-	identity.User
-	system bool // no user: the provider hop's system account
-}
-
-func (u caller) info() store.UserInfo {
+func userInfo(u identity.User) store.UserInfo {
 	return store.UserInfo{ID: u.ID, Email: u.Email, Name: u.Name, Role: u.Role}
 }
 
@@ -353,7 +347,7 @@ func (c *Call) End() {
 	c.settled = true
 	ctx := context.WithoutCancel(c.ctx)
 	a := ledger.Answer{
-		User:  c.user.info(),
+		User:  userInfo(c.user),
 		Model: c.req.Model, ChatID: c.chatID, MessageID: c.messageID,
 		Source: c.source, Purpose: c.label, Duration: time.Since(c.start),
 	}

@@ -3,7 +3,6 @@ package edge
 import (
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -56,10 +55,10 @@ func (g *Gate) BeginProvider(w http.ResponseWriter, r *http.Request, pc Provider
 			"The usage meter cannot trust the user this call names: "+strings.TrimPrefix(err.Error(), identity.ErrForgedIdentity.Error()+": "), "invalid_user_identity")
 		return nil, true
 	}
-	c := &Call{g: g, ctx: r.Context(), user: caller{User: fwd.User}, kind: kind, path: r.URL.Path, start: time.Now(),
+	c := &Call{g: g, ctx: r.Context(), user: fwd.User, kind: kind, path: r.URL.Path, start: time.Now(),
 		source: store.SourceProvider, enforce: g.cfg.Enforce, chatID: fwd.ChatID, messageID: fwd.MessageID}
 	if !named {
-		c.user = caller{User: pc.SystemUser, system: true}
+		c.user = pc.SystemUser
 		c.enforce = false
 	}
 	return c.admitted(w, r)
@@ -93,10 +92,7 @@ func writeProviderError(w http.ResponseWriter, path string, kind openwebui.Route
 	default:
 		body = map[string]any{"error": map[string]any{"message": msg, "type": code, "code": code, "param": nil}}
 	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		panic(errors.New("edge: cannot encode an error")) // maps of strings always encode
-	}
+	b, _ := json.Marshal(body) // maps of strings: always encodes
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)

@@ -25,7 +25,7 @@ type webChats struct {
 }
 
 type webChat struct {
-	user    caller
+	user    identity.User
 	model   string
 	prompt  int64
 	start   time.Time
@@ -105,10 +105,10 @@ func (g *Gate) SettleWebChat(r wstap.Result) {
 				}
 				return
 			}
-			wc = webChat{user: caller{User: identityOf(held)}, model: held.Model, start: held.CreatedAt}
+			wc = webChat{user: identity.User{ID: held.UserID, Name: held.Nickname}, model: held.Model, start: held.CreatedAt}
 		}
 		a := ledger.Answer{
-			User: wc.user.info(), Model: wc.model, ChatID: r.ChatID, MessageID: r.MessageID, Key: key,
+			User: userInfo(wc.user), Model: wc.model, ChatID: r.ChatID, MessageID: r.MessageID, Key: key,
 			Source: store.SourceWebsocket, Purpose: "chat", Duration: r.Ended.Sub(wc.start),
 		}
 		produced := r.Content != "" || r.Reasoning != ""
@@ -133,8 +133,4 @@ func (g *Gate) SettleWebChat(r wstap.Result) {
 			g.log.Error("cannot settle a web-UI answer; its hold is released when it expires", "error", err)
 		}
 	}()
-}
-
-func identityOf(r store.Record) identity.User {
-	return identity.User{ID: r.UserID, Name: r.Nickname}
 }

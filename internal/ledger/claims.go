@@ -31,8 +31,6 @@ func NewClaims() *Claims { return &Claims{m: make(map[string]*claim)} }
 // for older messages.
 const claimTTL = time.Hour
 
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
 // begin notes a provider call of the message; first reports whether the
 // message was not claimed before.
 func (c *Claims) begin(key string) (first bool) {
@@ -49,7 +47,7 @@ func (c *Claims) begin(key string) (first bool) {
 	}
 	cl := c.m[key]
 	if cl == nil {
-		cl = &claim{idle: closedChan}
+		cl = &claim{}
 		c.m[key] = cl
 		first = true
 	}
