@@ -312,10 +312,11 @@ type recordingWriter struct {
 	rec *recorder
 }
 
+// Bytes are kept before they are written, so that once a client has read
+// them, SocketWire has them too.
 func (rw recordingWriter) Write(p []byte) (int, error) {
-	n, err := rw.w.Write(p)
-	rw.rec.keep(p[:n])
-	return n, err
+	rw.rec.keep(p)
+	return rw.w.Write(p)
 }
 
 // recordingReader reads from r and keeps what was read.
