@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -34,9 +35,7 @@ func benchUpstream(b *testing.B) *httptest.Server {
 		case "/api/chat/completions", "/v1/chat/completions":
 			body, _ := io.ReadAll(r.Body)
 			if !gjson.GetBytes(body, "stream").Bool() {
-				if d, err := time.ParseDuration(r.Header.Get("X-Bench-Latency")); err == nil {
-					time.Sleep(d)
-				}
+				time.Sleep(benchLatency(r.Header.Get("X-Bench-Latency")))
 				w.Header().Set("Content-Type", "application/json")
 				io.WriteString(w, `{"id":"c","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Four words of answer."},"finish_reason":"stop"}],"usage":{"prompt_tokens":2000,"completion_tokens":5,"total_tokens":2005}}`)
 				return
@@ -59,6 +58,33 @@ func benchUpstream(b *testing.B) *httptest.Server {
 	}))
 	b.Cleanup(srv.Close)
 	return srv
+}
+
+// benchLatencies are the upstream's answer times the completion
+// benchmarks run at. At once, the proxy's CPU is the only cost, so
+// throughput is the ratio of CPU per request (the worst case). A fixed
+// 20ms is still far faster than any model. 50–150ms, varying per request,
+// is the fastest a real model answers, and shows what a deployment sees.
+var benchLatencies = []string{"0s", "20ms", "50ms-150ms"}
+
+// benchLatency reads "X-Bench-Latency": a duration ("20ms"), or a range
+// ("50ms-150ms") drawn from uniformly per request, as a model's time to
+// answer varies. A fixed latency makes the 64 clients move in lockstep,
+// so the proxy sees bursts of 64 at once instead of a steady flow.
+func benchLatency(spec string) time.Duration {
+	lo, hi, isRange := strings.Cut(spec, "-")
+	min, err := time.ParseDuration(lo)
+	if err != nil {
+		return 0
+	}
+	if !isRange {
+		return min
+	}
+	max, err := time.ParseDuration(hi)
+	if err != nil || max <= min {
+		return min
+	}
+	return min + rand.N(max-min)
 }
 
 // benchSites runs one Caddy with two sites in front of the same upstream:
@@ -96,6 +122,7 @@ func benchSites(b *testing.B) (metered, plain, jwt string) {
 
 type loadResult struct {
 	rps       float64
+	cpu       time.Duration   // the process's CPU time per request: proxy, load generator and upstream
 	latencies []time.Duration // sorted
 }
 
@@ -109,7 +136,7 @@ func load(b *testing.B, workers, n int, do func(i int) error) loadResult {
 	var next, failed atomic.Int64
 	var first atomic.Value
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	for range workers {
 		wg.Add(1)
 		go func() {
@@ -129,12 +156,12 @@ func load(b *testing.B, workers, n int, do func(i int) error) loadResult {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
 	if failed.Load() > 0 {
 		b.Fatalf("%d requests failed; first: %v", failed.Load(), first.Load())
 	}
 	slices.Sort(lat)
-	return loadResult{rps: float64(n) / elapsed.Seconds(), latencies: lat}
+	return loadResult{rps: float64(n) / elapsed.Seconds(), cpu: cpu / time.Duration(n), latencies: lat}
 }
 
 func send(method, url, token, body string, header ...string) error {
@@ -169,6 +196,7 @@ func compare(b *testing.B, rounds, workers, perRound int, do func(site string, i
 				dst = &m
 			}
 			dst.rps += res.rps / float64(rounds)
+			dst.cpu += res.cpu / time.Duration(rounds)
 			dst.latencies = append(dst.latencies, res.latencies...)
 		}
 	}
@@ -184,6 +212,9 @@ func report(b *testing.B, p, m loadResult) {
 	b.ReportMetric(float64(p.p(0.99).Microseconds())/1000, "plain-p99-ms")
 	b.ReportMetric(float64(m.p(0.99).Microseconds())/1000, "metered-p99-ms")
 	b.ReportMetric(float64((m.p(0.99)-p.p(0.99)).Microseconds())/1000, "added-p99-ms")
+	// The same load generator and upstream serve both sites, so the
+	// difference is what the metering costs per call.
+	b.ReportMetric(float64((m.cpu - p.cpu).Microseconds()), "added-cpu-µs/call")
 }
 
 // BenchmarkEdge compares the metered site with plain reverse_proxy to the
@@ -199,10 +230,7 @@ func BenchmarkEdge(b *testing.B) {
 		m, _ := json.Marshal(msgs)
 		bodies[i] = fmt.Sprintf(`{"model":"gpt-4o","stream":false,"messages":%s}`, m)
 	}
-	// An upstream that answers at once makes the proxy's CPU the only cost
-	// (the worst case); one that answers in 20ms is still far faster than
-	// any model, and shows what a deployment sees.
-	for _, latency := range []string{"0s", "20ms"} {
+	for _, latency := range benchLatencies {
 		b.Run("completions-upstream-"+latency, func(b *testing.B) {
 			p, m := compare(b, 4, 64, 1000, func(site string, i int) error {
 				return send(http.MethodPost, site+"/api/chat/completions", jwt, bodies[i%len(bodies)], "X-Bench-Latency", latency)

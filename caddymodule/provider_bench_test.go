@@ -49,7 +49,7 @@ func BenchmarkProvider(b *testing.B) {
 		m, _ := json.Marshal(msgs)
 		bodies[i] = fmt.Sprintf(`{"model":"gpt-4o","stream":false,"messages":%s}`, m)
 	}
-	for _, latency := range []string{"0s", "20ms"} {
+	for _, latency := range benchLatencies {
 		b.Run("completions-upstream-"+latency, func(b *testing.B) {
 			p, m := compare(b, 4, 64, 1000, func(site string, i int) error {
 				user := fmt.Sprintf("user-%03d", i%100)
