@@ -250,6 +250,33 @@ func TestProviderMeterAndFrontChargeAPICallOnce(t *testing.T) {
 				}
 			}
 			checkProviderSawNoSecrets(t, s.provider.Requests())
+
+			// The call is held once, not by each hop: a balance of one and a
+			// half holds passes both.
+			ctx := context.Background()
+			if _, err := s.st.SetBalance(ctx, "alice", 0, "test", ""); err != nil {
+				t.Fatal(err)
+			}
+			resp := e.do(t, ctx, "/api/chat/completions", s.key, fmt.Sprintf(chatBody, false))
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			m := regexp.MustCompile(`needs ([0-9.]+)\.`).FindStringSubmatch(gjson.GetBytes(b, "detail").Str)
+			if resp.StatusCode != http.StatusPaymentRequired || m == nil {
+				t.Fatalf("with no balance: %d %s", resp.StatusCode, b)
+			}
+			hold, err := money.Parse(m[1])
+			if err != nil || hold <= 0 {
+				t.Fatalf("hold %q: %v", m[1], err)
+			}
+			if _, err := s.st.SetBalance(ctx, "alice", hold+hold/2, "test", ""); err != nil {
+				t.Fatal(err)
+			}
+			resp = e.do(t, ctx, "/api/chat/completions", s.key, fmt.Sprintf(chatBody, false))
+			b, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("a balance of 1.5 holds (%s) refused: %d %s", hold+hold/2, resp.StatusCode, b)
+			}
 		})
 	}
 }

@@ -27,7 +27,6 @@ import (
 	"github.com/openwebui-monitor/owmon/internal/body"
 	"github.com/openwebui-monitor/owmon/internal/identity"
 	"github.com/openwebui-monitor/owmon/internal/ledger"
-	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/openwebui"
 	"github.com/openwebui-monitor/owmon/internal/store"
 	"github.com/openwebui-monitor/owmon/internal/tokens"
@@ -104,7 +103,7 @@ type Call struct {
 	status  int
 	meter   *openwebui.Meter
 	settled bool
-	local   money.Amount // a local hold to give back once charged
+	local   *ledger.LocalHold // a hold in memory to give back once charged
 }
 
 // Metered reports whether the call was admitted and must be metered.
@@ -206,9 +205,7 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 		c.refuse(w, http.StatusServiceUnavailable, "The usage monitor's database is unavailable; try again shortly.", "service_unavailable")
 		return true
 	}
-	if res.Local {
-		c.local = res.Amount
-	}
+	c.local = res.Local
 	if !res.Allowed {
 		msg := fmt.Sprintf("Insufficient balance: %s left, and this request needs %s.", res.Balance, res.Amount)
 		if res.Blocked {
@@ -398,8 +395,8 @@ func (c *Call) End() {
 		if _, err := c.g.ledger.Charge(ctx, a); err != nil {
 			c.g.log.Error("cannot settle a model call; its hold is released when it expires", "error", err)
 		}
-		if c.local > 0 {
-			c.g.ledger.ReleaseLocal(c.user.ID, c.local)
+		if c.local != nil {
+			c.g.ledger.ReleaseLocal(c.local)
 		}
 	}()
 }

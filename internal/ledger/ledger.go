@@ -58,12 +58,39 @@ type Ledger struct {
 
 // LocalHolds are money held in memory, per user.
 type LocalHolds struct {
-	mu   sync.Mutex
-	held map[string]money.Amount
+	mu    sync.Mutex
+	held  map[string]money.Amount // per user
+	byKey map[string]*LocalHold   // holds under a message's key, which the provider meter releases
 }
 
 // NewLocalHolds returns an empty table of local holds.
-func NewLocalHolds() *LocalHolds { return &LocalHolds{held: make(map[string]money.Amount)} }
+func NewLocalHolds() *LocalHolds {
+	return &LocalHolds{held: make(map[string]money.Amount), byKey: make(map[string]*LocalHold)}
+}
+
+// LocalHold is one call's hold in memory. It is released once, by its call
+// (ReleaseLocal) or by the provider meter taking over its message.
+type LocalHold struct {
+	user, key string
+	amount    money.Amount
+	released  bool
+}
+
+// release gives the hold back unless that was done already; lh.mu is held.
+func (lh *LocalHolds) release(h *LocalHold) {
+	if h.released {
+		return
+	}
+	h.released = true
+	if rest := lh.held[h.user] - h.amount; rest > 0 {
+		lh.held[h.user] = rest
+	} else {
+		delete(lh.held, h.user)
+	}
+	if h.key != "" && lh.byKey[h.key] == h {
+		delete(lh.byKey, h.key)
+	}
+}
 
 type priceKey struct{ model, base string }
 
@@ -389,9 +416,9 @@ type Hold struct {
 
 // HoldResult says what a hold did.
 type HoldResult struct {
-	Allowed bool // forward the call
-	Placed  bool // the amount is reserved
-	Local   bool // in memory: ReleaseLocal it once the call is charged
+	Allowed bool       // forward the call
+	Placed  bool       // the amount is reserved
+	Local   *LocalHold // in memory: ReleaseLocal it once the call is charged
 	Blocked bool
 	Amount  money.Amount
 	Balance money.Amount
@@ -419,7 +446,7 @@ func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
 	if h.Source == store.SourceProvider && h.MessageID != "" {
 		mk := Key(h.ChatID, h.MessageID)
 		if l.cfg.Claims.begin(mk) {
-			if err := l.releaseOtherHold(ctx, mk); err != nil {
+			if err := l.releaseOtherHold(ctx, mk, h.User.ID); err != nil {
 				l.cfg.Claims.end(mk)
 				return HoldResult{}, err
 			}
@@ -433,9 +460,11 @@ func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
 	return l.holdRetry(ctx, h)
 }
 
-// releaseOtherHold releases a pending record under the message's key (a
-// read first: most messages have none, and a write costs more).
-func (l *Ledger) releaseOtherHold(ctx context.Context, key string) error {
+// releaseOtherHold releases what another path holds under the message's
+// key: a hold in memory (the front's, for an API-key call), or a pending
+// record (a read first: most messages have none, and a write costs more).
+func (l *Ledger) releaseOtherHold(ctx context.Context, key, userID string) error {
+	l.releaseLocalByKey(key, userID)
 	rec, err := l.store.RecordByKey(ctx, key)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && rec.Status != store.StatusPending) {
 		return nil
@@ -514,19 +543,32 @@ func (l *Ledger) holdLocally(ctx context.Context, h Hold, amount money.Amount) (
 		return HoldResult{Amount: amount, Balance: available}, nil
 	}
 	lh.held[u.ID] += amount
-	return HoldResult{Allowed: true, Placed: true, Local: true, Amount: amount, Balance: available - amount}, nil
+	hold := &LocalHold{user: u.ID, key: h.Key, amount: amount}
+	if h.Key != "" {
+		lh.byKey[h.Key] = hold
+	}
+	return HoldResult{Allowed: true, Placed: true, Local: hold, Amount: amount, Balance: available - amount}, nil
 }
 
 // ReleaseLocal gives back a local hold, after its call was charged (or
-// failed).
-func (l *Ledger) ReleaseLocal(userID string, amount money.Amount) {
+// failed). A hold the provider meter released already stays released.
+func (l *Ledger) ReleaseLocal(h *LocalHold) {
 	lh := l.cfg.LocalHolds
 	lh.mu.Lock()
 	defer lh.mu.Unlock()
-	if rest := lh.held[userID] - amount; rest > 0 {
-		lh.held[userID] = rest
-	} else {
-		delete(lh.held, userID)
+	lh.release(h)
+}
+
+// releaseLocalByKey releases userID's local hold under key, if there is one.
+func (l *Ledger) releaseLocalByKey(key, userID string) {
+	lh := l.cfg.LocalHolds
+	if lh == nil {
+		return
+	}
+	lh.mu.Lock()
+	defer lh.mu.Unlock()
+	if h := lh.byKey[key]; h != nil && h.user == userID {
+		lh.release(h)
 	}
 }
 

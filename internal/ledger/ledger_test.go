@@ -89,7 +89,7 @@ func TestLocalHoldsBoundSpending(t *testing.T) {
 				return
 			}
 			if res.Allowed {
-				if !res.Local || !res.Placed {
+				if res.Local == nil || !res.Placed {
 					t.Errorf("not a local hold: %+v", res)
 				}
 				mu.Lock()
@@ -106,13 +106,13 @@ func TestLocalHoldsBoundSpending(t *testing.T) {
 	if _, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 10, Key: "k1"}); err != nil {
 		t.Fatal(err)
 	}
-	l.ReleaseLocal("alice", placed[0].Amount)
+	l.ReleaseLocal(placed[0].Local)
 	res, _ := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: 10, Enforce: true, Settled: true})
 	if res.Allowed {
 		t.Fatalf("allowed with 9 holds of 10 and 90 left: %+v", res)
 	}
 	for _, p := range placed[1:] {
-		l.ReleaseLocal("alice", p.Amount)
+		l.ReleaseLocal(p.Local)
 	}
 	if res, _ := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: 10, Enforce: true, Settled: true}); !res.Allowed || res.Balance != money.Units(80) {
 		t.Fatalf("after releases: %+v", res)
@@ -124,6 +124,42 @@ func TestLocalHoldsBoundSpending(t *testing.T) {
 	}
 	if res, _ := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: 1, Enforce: true, Settled: true}); res.Allowed || !res.Blocked {
 		t.Fatalf("blocked user allowed: %+v", res)
+	}
+}
+
+// TestProviderMeterTakesOverLocalHold: an API-key call through the front
+// and the provider meter is held once. The provider meter's first call for
+// the message releases the front's hold in memory, and the front giving it
+// back later releases nothing more.
+func TestProviderMeterTakesOverLocalHold(t *testing.T) {
+	l, _ := newLedger(t, Config{InitBalance: money.Units(100), LocalHolds: NewLocalHolds()})
+	l.ExpectProviderMeter()
+	ctx := context.Background()
+	hold := func(tokens int64, key, message, source string) HoldResult {
+		t.Helper()
+		res, err := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: tokens, Key: key, ChatID: "c1", MessageID: message,
+			Source: source, Enforce: true, Settled: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	front := hold(60, Key("c1", "m1"), "m1", store.SourceEdge)
+	if !front.Allowed || front.Local == nil {
+		t.Fatalf("front hold %+v", front)
+	}
+	provider := hold(60, "provider/1", "m1", store.SourceProvider)
+	if !provider.Allowed || provider.Balance != money.Units(40) {
+		t.Fatalf("provider hold beside the front's (60 of 100 each): %+v", provider)
+	}
+	l.ReleaseLocal(front.Local) // the front's call ends: already released
+	if other := hold(50, "", "", store.SourceEdge); other.Allowed {
+		t.Fatalf("50 allowed while the provider call holds 60 of 100: %+v", other)
+	}
+	l.ReleaseLocal(provider.Local)
+	l.ReleaseLocal(provider.Local) // twice is once
+	if other := hold(100, "", "", store.SourceEdge); !other.Allowed || other.Balance != 0 {
+		t.Fatalf("after both calls ended: %+v", other)
 	}
 }
 
@@ -171,7 +207,7 @@ func TestProviderMeterChargesMessageOnce(t *testing.T) {
 		ctx := context.Background()
 		front, err := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: 50, Key: Key("c1", "a1"), ChatID: "c1", MessageID: "a1",
 			Source: store.SourceEdge, Enforce: true, Expires: time.Now().Add(time.Hour)})
-		if err != nil || !front.Placed || front.Local {
+		if err != nil || !front.Placed || front.Local != nil {
 			t.Fatalf("front hold %+v %v", front, err)
 		}
 		call := func(key string) HoldResult {
@@ -189,8 +225,8 @@ func TestProviderMeterChargesMessageOnce(t *testing.T) {
 				Key: key, ChatID: "c1", MessageID: "a1", Source: store.SourceProvider}); err != nil {
 				t.Fatal(err)
 			}
-			if hold.Local {
-				l.ReleaseLocal(alice.ID, hold.Amount)
+			if hold.Local != nil {
+				l.ReleaseLocal(hold.Local)
 			}
 		}
 		h1 := call("p1")
