@@ -31,6 +31,19 @@ func history() []map[string]string {
 	return msgs
 }
 
+// completionBodies returns n non-streaming chat completions that repeat
+// history() and ask a different last question each.
+func completionBodies(n int) []string {
+	history := history()
+	bodies := make([]string, n)
+	for i := range bodies {
+		msgs := append(slices.Clone(history), map[string]string{"role": "user", "content": fmt.Sprintf("Question %d: and region %d?", i, i%17)})
+		m, _ := json.Marshal(msgs)
+		bodies[i] = fmt.Sprintf(`{"model":"gpt-4o","stream":false,"messages":%s}`, m)
+	}
+	return bodies
+}
+
 // BenchmarkOutlet measures /api/v1/outlet through a real Caddy on each
 // backend at concurrency 1, 8 and 64. Usage is absent, so every request
 // counts its tokens; the last question and the reply differ per request.

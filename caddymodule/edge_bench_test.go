@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -228,13 +227,7 @@ func report(b *testing.B, p, m loadResult) {
 //	go test -run '^$' -bench BenchmarkEdge -benchtime 1x ./caddymodule
 func BenchmarkEdge(b *testing.B) {
 	metered, plain, jwt := benchSites(b)
-	history := history()
-	bodies := make([]string, 4000)
-	for i := range bodies {
-		msgs := append(slices.Clone(history), map[string]string{"role": "user", "content": fmt.Sprintf("Question %d: and region %d?", i, i%17)})
-		m, _ := json.Marshal(msgs)
-		bodies[i] = fmt.Sprintf(`{"model":"gpt-4o","stream":false,"messages":%s}`, m)
-	}
+	bodies := completionBodies(4000)
 	for _, latency := range benchLatencies {
 		b.Run("completions-upstream-"+latency, func(b *testing.B) {
 			p, m := compare(b, 4, 64, 1000, func(site string, i int) error {

@@ -1,11 +1,9 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"testing"
 )
 
@@ -42,13 +40,7 @@ func BenchmarkProvider(b *testing.B) {
 `, filepath.Join(b.TempDir(), "bench.db"), sharedKey, pm, up.URL, pp, up.URL))
 	metered, plain := fmt.Sprintf("http://127.0.0.1:%d", pm), fmt.Sprintf("http://127.0.0.1:%d", pp)
 
-	history := history()
-	bodies := make([]string, 4000)
-	for i := range bodies {
-		msgs := append(slices.Clone(history), map[string]string{"role": "user", "content": fmt.Sprintf("Question %d: and region %d?", i, i%17)})
-		m, _ := json.Marshal(msgs)
-		bodies[i] = fmt.Sprintf(`{"model":"gpt-4o","stream":false,"messages":%s}`, m)
-	}
+	bodies := completionBodies(4000)
 	for _, latency := range benchLatencies {
 		b.Run("completions-upstream-"+latency, func(b *testing.B) {
 			p, m := compare(b, 4, 64, 1000, func(site string, i int) error {
