@@ -75,9 +75,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveSocketIO(w, r, next)
 	}
 	if chatID, ok := stopPath(r); ok {
-		if _, known := h.app.gate.Identify(r); known {
-			h.app.gate.Tracker().Stop(chatID) // charge what was produced, not a lapsed hold
-		}
+		return h.serveStop(w, r, next, chatID)
 	}
 	call, handled := h.app.gate.Begin(w, r)
 	if handled {
@@ -101,6 +99,42 @@ func serveMetered(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler
 	return next.ServeHTTP(mw, r)
 }
 
+// serveStop passes a user's "stop generating" on to OpenWebUI and, once
+// OpenWebUI accepted it, tells the tap: the user's messages of that chat
+// are then charged for what was produced, not left to a lapsed hold.
+func (h *Handler) serveStop(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, chatID string) error {
+	user, known := h.app.gate.Identify(r)
+	if !known {
+		return next.ServeHTTP(w, r)
+	}
+	sw := &statusWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	err := next.ServeHTTP(sw, r)
+	if err == nil && sw.status >= 200 && sw.status < 300 {
+		h.app.gate.Tracker().Stop(chatID, user.ID)
+	}
+	return err
+}
+
+// statusWriter remembers the status of the answer it passes on.
+type statusWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 && status >= 200 {
+		w.status = status
+	}
+	w.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriterWrapper.Write(p)
+}
+
 // under reports whether path lies below prefix ("" is the root) and
 // returns it relative to the prefix.
 func under(path, prefix string) (string, bool) {
@@ -121,4 +155,5 @@ func under(path, prefix string) (string, bool) {
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ http.ResponseWriter         = (*statusWriter)(nil)
 )

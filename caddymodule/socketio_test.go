@@ -166,6 +166,9 @@ func TestWebsocketChargesAStoppedGeneration(t *testing.T) {
 	waitTabs(t, tabs, "m9", func(d gjson.Result) bool { return len(d.Get("data.output.0.content.0.text").Str) > 8 })
 	resp := e.do(t, context.Background(), "/api/tasks/chat/c9/stop", e.jwt, ``)
 	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("stop: status %d", resp.StatusCode)
+	}
 	waitTabs(t, tabs, "m9", func(d gjson.Result) bool { return d.Get("type").Str == "chat:tasks:cancel" })
 	recs := e.webRecords(t, 1)
 	r := recs[0]

@@ -620,18 +620,20 @@ func (t *Tracker) pushNewest(m *message) {
 	}
 }
 
-// Stop records that the user asked to stop the generations of chatID
-// (POST /api/tasks/chat/{chat_id}/stop). Its open messages then end as
-// Stopped at their chat:tasks:cancel, or at a Sweep StopGrace later if
-// none comes; a done event that still arrives ends one as Done with its
-// usage. It returns how many open messages the chat had.
-func (t *Tracker) Stop(chatID string) int {
+// Stop records that userID stopped the generations of chatID (OpenWebUI
+// accepted POST /api/tasks/chat/{chat_id}/stop). The user's open messages
+// of the chat then end as Stopped at their chat:tasks:cancel, or at a
+// Sweep StopGrace later if none comes; a done event that still arrives
+// ends one as Done with its usage. Messages of other users, or seen on no
+// user's connection, are left alone: a stop is never a way to end someone
+// else's metering. It returns how many messages it marked.
+func (t *Tracker) Stop(chatID, userID string) int {
 	now := t.cfg.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
 	for _, m := range t.active {
-		if m.key.chat == chatID {
+		if m.key.chat == chatID && m.user != "" && m.user == userID {
 			if m.stopAt.IsZero() {
 				m.stopAt = now
 			}

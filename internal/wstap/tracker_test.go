@@ -142,7 +142,10 @@ func TestTrackerStoppedKeepsPartialContent(t *testing.T) {
 		eventText("c1", "m1", "chat:completion", map[string]any{"output": outputItems("Once upon", "in_progress")}),
 		eventText("c1", "m1", "chat:completion", map[string]any{"output": outputItems("Once upon a time", "in_progress")}),
 	))
-	if tr.Stop("c1") != 1 {
+	if tr.Stop("c1", "u2") != 0 {
+		t.Fatal("another user's Stop marked the message")
+	}
+	if tr.Stop("c1", "u1") != 1 {
 		t.Fatal("Stop found no message")
 	}
 	c.Write(wsStream(
@@ -161,7 +164,7 @@ func TestTrackerStopGraceAndLateDone(t *testing.T) {
 	c.Write(textFrame(eventText("c1", "m1", "chat:completion", map[string]any{"content": "partial"})))
 	c.Write(textFrame(eventText("c1", "m2", "chat:completion", map[string]any{"content": "other"})))
 	c.Write(textFrame(eventText("c2", "m3", "chat:completion", map[string]any{"content": "other chat"})))
-	if n := tr.Stop("c1"); n != 2 {
+	if n := tr.Stop("c1", "u1"); n != 2 {
 		t.Fatalf("Stop = %d", n)
 	}
 	clk.Add(4 * time.Second)
