@@ -549,11 +549,19 @@ func TestEdgeLeavesOtherTrafficAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("call with a forged identity header: %d", resp.StatusCode)
+	}
 	for _, r := range e.owui.Requests() {
 		if r.Header.Get("X-OpenWebUI-User-Id") != "" {
 			t.Fatalf("a client's identity header reached OpenWebUI")
 		}
+	}
+	// Charged to the key's owner once the charge is written, never to mallory.
+	if recs := e.waitRecords(t, "alice", 1); len(recs) != 1 {
+		t.Fatalf("alice's records %+v", recs)
 	}
 	if l, _ := e.st.Ledger(context.Background(), "mallory"); l.Records != 0 {
 		t.Fatal("charged a forged user")
