@@ -58,14 +58,15 @@ type Ledger struct {
 
 // LocalHolds are money held in memory, per user.
 type LocalHolds struct {
-	mu    sync.Mutex
-	held  map[string]money.Amount // per user
-	byKey map[string]*LocalHold   // holds under a message's key, which the provider meter releases
+	mu       sync.Mutex
+	held     map[string]money.Amount // per user
+	released map[string]uint64       // per user, holds given back so far
+	byKey    map[string]*LocalHold   // holds under a message's key, which the provider meter releases
 }
 
 // NewLocalHolds returns an empty table of local holds.
 func NewLocalHolds() *LocalHolds {
-	return &LocalHolds{held: make(map[string]money.Amount), byKey: make(map[string]*LocalHold)}
+	return &LocalHolds{held: make(map[string]money.Amount), released: make(map[string]uint64), byKey: make(map[string]*LocalHold)}
 }
 
 // LocalHold is one call's hold in memory. It is released once, by its call
@@ -82,6 +83,7 @@ func (lh *LocalHolds) release(h *LocalHold) {
 		return
 	}
 	h.released = true
+	lh.released[h.user]++
 	if rest := lh.held[h.user] - h.amount; rest > 0 {
 		lh.held[h.user] = rest
 	} else {
@@ -523,31 +525,57 @@ func (l *Ledger) hold(ctx context.Context, h Hold) (HoldResult, error) {
 
 // holdLocally reserves amount in memory against the stored balance less
 // what other calls of the user hold. Charges commit before their holds are
-// released, so the sum is never too small.
+// released, so that sum is never too small, provided no hold of the user
+// was released between reading the balance and taking the table: that
+// call's charge may be missing from the balance read while its hold is
+// gone. Then the balance is read again.
 func (l *Ledger) holdLocally(ctx context.Context, h Hold, amount money.Amount) (HoldResult, error) {
+	lh := l.cfg.LocalHolds
+	for range 3 {
+		lh.mu.Lock()
+		seen := lh.released[h.User.ID]
+		lh.mu.Unlock()
+		u, err := l.store.User(ctx, h.User.ID)
+		if err != nil {
+			return HoldResult{}, err
+		}
+		lh.mu.Lock()
+		if lh.released[u.ID] == seen {
+			res := lh.place(u, h, amount)
+			lh.mu.Unlock()
+			return res, nil
+		}
+		lh.mu.Unlock()
+	}
+	// The user's calls keep ending while we read: read with the table held.
+	lh.mu.Lock()
+	defer lh.mu.Unlock()
 	u, err := l.store.User(ctx, h.User.ID)
 	if err != nil {
 		return HoldResult{}, err
 	}
+	return lh.place(u, h, amount), nil
+}
+
+// place holds amount for u if the balance less u's holds covers it; lh.mu
+// is held.
+func (lh *LocalHolds) place(u store.User, h Hold, amount money.Amount) HoldResult {
 	if !h.Enforce {
-		return HoldResult{Allowed: true, Amount: amount, Balance: u.Balance}, nil
+		return HoldResult{Allowed: true, Amount: amount, Balance: u.Balance}
 	}
 	if u.Blocked {
-		return HoldResult{Blocked: true, Amount: amount, Balance: u.Balance}, nil
+		return HoldResult{Blocked: true, Amount: amount, Balance: u.Balance}
 	}
-	lh := l.cfg.LocalHolds
-	lh.mu.Lock()
-	defer lh.mu.Unlock()
 	available := u.Balance - lh.held[u.ID]
 	if available < amount {
-		return HoldResult{Amount: amount, Balance: available}, nil
+		return HoldResult{Amount: amount, Balance: available}
 	}
 	lh.held[u.ID] += amount
 	hold := &LocalHold{user: u.ID, key: h.Key, amount: amount}
 	if h.Key != "" {
 		lh.byKey[h.Key] = hold
 	}
-	return HoldResult{Allowed: true, Placed: true, Local: hold, Amount: amount, Balance: available - amount}, nil
+	return HoldResult{Allowed: true, Placed: true, Local: hold, Amount: amount, Balance: available - amount}
 }
 
 // ReleaseLocal gives back a local hold, after its call was charged (or

@@ -102,7 +102,8 @@ func TestLocalHoldsBoundSpending(t *testing.T) {
 	if len(placed) != 10 {
 		t.Fatalf("%d holds of 10 placed against a balance of 100", len(placed))
 	}
-	// Charging and releasing one frees room for exactly one more call.
+	// Charging one and releasing its hold frees no room: the charge took
+	// what the hold reserved.
 	if _, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 10, Key: "k1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +161,53 @@ func TestProviderMeterTakesOverLocalHold(t *testing.T) {
 	l.ReleaseLocal(provider.Local) // twice is once
 	if other := hold(100, "", "", store.SourceEdge); !other.Allowed || other.Balance != 0 {
 		t.Fatalf("after both calls ended: %+v", other)
+	}
+}
+
+// pausingStore stops its first User read after reading, until resumed, so
+// a test can end another call in that gap.
+type pausingStore struct {
+	store.Store
+	once           sync.Once
+	paused, resume chan struct{}
+}
+
+func (s *pausingStore) User(ctx context.Context, id string) (store.User, error) {
+	u, err := s.Store.User(ctx, id)
+	s.once.Do(func() {
+		close(s.paused)
+		<-s.resume
+	})
+	return u, err
+}
+
+// TestLocalHoldReadsAgainAfterARelease: a call charged and released while
+// another call of the user was reading the balance is not spent twice.
+func TestLocalHoldReadsAgainAfterARelease(t *testing.T) {
+	l, st := newLedger(t, Config{InitBalance: money.Units(100), LocalHolds: NewLocalHolds()})
+	ctx := context.Background()
+	first, err := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: 60, Enforce: true, Settled: true})
+	if err != nil || first.Local == nil {
+		t.Fatalf("first hold %+v %v", first, err)
+	}
+	ps := &pausingStore{Store: st, paused: make(chan struct{}), resume: make(chan struct{})}
+	l.store = ps
+	second := make(chan HoldResult)
+	go func() {
+		res, err := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: 60, Enforce: true, Settled: true})
+		if err != nil {
+			t.Error(err)
+		}
+		second <- res
+	}()
+	<-ps.paused // the second call read a balance of 100
+	if _, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 60, Key: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	l.ReleaseLocal(first.Local)
+	close(ps.resume)
+	if res := <-second; res.Allowed {
+		t.Fatalf("a hold of 60 allowed against a balance of 40: %+v", res)
 	}
 }
 
