@@ -622,6 +622,19 @@ func TestEdgeBodyLimitsAndMalformedBodies(t *testing.T) {
 	if len(chats) != 1 || string(chats[0].Body) != `{"model": "gpt-4o", "messages": [` {
 		t.Fatalf("OpenWebUI got %+v", chats)
 	}
+	// Valid JSON with a field of the wrong type could be answered upstream
+	// unmetered: refused, naming the field, and not passed on.
+	resp = e.do(t, context.Background(), "/api/chat/completions", e.key, `{"model":"gpt-4o","stream":"true","messages":[{"role":"user","content":"hi"}]}`)
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(gjson.GetBytes(b, "detail").Str, "stream: must be a boolean") {
+		t.Fatalf("mistyped field: %d %s", resp.StatusCode, b)
+	}
+	for _, r := range e.owui.Requests() {
+		if r.Path == "/api/chat/completions" && strings.Contains(string(r.Body), `"stream":"true"`) {
+			t.Fatal("a mistyped call reached OpenWebUI")
+		}
+	}
 	if recs := e.records(t, "alice"); len(recs) != 0 {
 		t.Fatalf("records %+v", recs)
 	}

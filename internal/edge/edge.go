@@ -171,9 +171,16 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 			return true
 		}
 		if c.req, err = openwebui.InspectRequest(c.kind, raw); err != nil {
-			// The upstream refuses what it cannot parse; there is nothing to meter.
-			setBody(r, raw)
-			return false
+			var fe *openwebui.FieldError
+			if errors.As(err, &fe) && fe.Field == "body" {
+				// The upstream refuses what it cannot parse; there is nothing to meter.
+				setBody(r, raw)
+				return false
+			}
+			// Valid JSON with a field of the wrong type: an upstream might
+			// still answer it, so it may not pass unmetered.
+			c.refuse(w, http.StatusBadRequest, "Invalid request: "+err.Error(), "invalid_request")
+			return true
 		}
 		raw = c.rewrite(raw)
 		setBody(r, raw)
