@@ -49,7 +49,7 @@ func (m *Meter) Provision(ctx caddy.Context) error {
 	m.app = appIface.(*App)
 	s := m.app.settings
 	m.cfg = edge.ProviderConfig{
-		SharedKey:     s.ProviderKey,
+		SharedKey:     identity.NewSecret(s.ProviderKey),
 		UserJWTSecret: s.ForwardUserSecret,
 		SystemUser:    identity.User{ID: s.SystemUser, Name: "System", Role: "system"},
 	}
@@ -60,7 +60,7 @@ func (m *Meter) Provision(ctx caddy.Context) error {
 // Validate refuses a listener without a shared key: anyone who reaches it
 // could spend the provider key and name any user.
 func (m *Meter) Validate() error {
-	if m.cfg.SharedKey == "" {
+	if !m.cfg.SharedKey.Set() {
 		return errors.New("openwebui_meter needs provider_key (OWMON_PROVIDER_KEY): the key OpenWebUI's connection sends")
 	}
 	return nil

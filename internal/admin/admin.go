@@ -5,8 +5,6 @@
 package admin
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +18,7 @@ import (
 	"github.com/go-playground/validator/v10"
 
 	"github.com/openwebui-monitor/owmon/internal/body"
+	"github.com/openwebui-monitor/owmon/internal/identity"
 	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/store"
 )
@@ -38,16 +37,15 @@ type Options struct {
 
 // API serves the admin endpoints.
 type API struct {
-	ledger    *ledger.Ledger
-	store     store.Store
-	opts      Options
-	tokenHash [sha256.Size]byte
-	hasToken  bool
-	maxBody   int64
-	log       *slog.Logger
-	validate  *validator.Validate
-	mux       *http.ServeMux
-	ui        *ui // the server-rendered pages and their sessions (pages.go)
+	ledger   *ledger.Ledger
+	store    store.Store
+	opts     Options
+	token    identity.Secret
+	maxBody  int64
+	log      *slog.Logger
+	validate *validator.Validate
+	mux      *http.ServeMux
+	ui       *ui // the server-rendered pages and their sessions (pages.go)
 }
 
 // New returns the API.
@@ -63,7 +61,7 @@ func New(l *ledger.Ledger, opts Options) *API {
 	}
 	a := &API{
 		ledger: l, store: l.Store(), opts: opts,
-		tokenHash: sha256.Sum256([]byte(opts.AccessToken)), hasToken: opts.AccessToken != "",
+		token:   identity.NewSecret(opts.AccessToken),
 		maxBody: opts.MaxBodyBytes, log: opts.Log, validate: newValidator(),
 	}
 	mux := http.NewServeMux()
@@ -120,24 +118,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) authorized(r *http.Request) bool {
-	return a.tokenMatches(bearer(r))
-}
-
-func bearer(r *http.Request) string {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return ""
-	}
-	return token
-}
-
-// tokenMatches compares token with the access token in constant time.
-func (a *API) tokenMatches(token string) bool {
-	if token == "" || !a.hasToken {
-		return false
-	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return subtle.ConstantTimeCompare(got[:], a.tokenHash[:]) == 1
+	return a.token.Matches(identity.BearerToken(r))
 }
 
 // decode reads a JSON body into v and validates it; it answers the client

@@ -253,7 +253,7 @@ func (u *ui) loginForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := u.newView(r, "login")
-	if !u.api.hasToken {
+	if !u.api.token.Set() {
 		v.Error = v.T("login.notoken")
 	}
 	u.render(w, http.StatusOK, "login", v)
@@ -274,11 +274,11 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 		u.render(w, http.StatusBadRequest, "login", v)
 		return
 	}
-	if !u.api.tokenMatches(r.PostForm.Get("token")) {
+	if !u.api.token.Matches(r.PostForm.Get("token")) {
 		u.sessions.failed(client)
 		u.api.log.Warn("dashboard login failed", "client", client)
 		v.Error = v.T("login.failed")
-		if !u.api.hasToken {
+		if !u.api.token.Set() {
 			v.Error = v.T("login.notoken")
 		}
 		u.render(w, http.StatusUnauthorized, "login", v)

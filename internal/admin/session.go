@@ -143,7 +143,7 @@ const (
 
 // sessionAuthorized decides an API request that has no valid bearer token.
 func (a *API) sessionAuthorized(r *http.Request) sessionResult {
-	if a.ui == nil || !a.hasToken {
+	if a.ui == nil || !a.token.Set() {
 		return sessionNone
 	}
 	_, s, ok := a.ui.session(r)

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -17,7 +16,7 @@ import (
 type ProviderConfig struct {
 	// SharedKey is the API key OpenWebUI's connection sends; every other
 	// caller is refused. Required.
-	SharedKey string
+	SharedKey identity.Secret
 	// UserJWTSecret is OpenWebUI's FORWARD_USER_INFO_HEADER_JWT_SECRET.
 	// Set, only a valid signed X-OpenWebUI-User-Jwt names the user; empty,
 	// the plain X-OpenWebUI-User-* headers do.
@@ -67,15 +66,12 @@ func (g *Gate) BeginProvider(w http.ResponseWriter, r *http.Request, pc Provider
 // sharedKeyOK compares the caller's key with the shared key in constant
 // time. OpenWebUI sends it as "Authorization: Bearer"; Anthropic-style
 // clients as x-api-key.
-func sharedKeyOK(r *http.Request, shared string) bool {
-	if shared == "" {
-		return false
+func sharedKeyOK(r *http.Request, shared identity.Secret) bool {
+	got := identity.BearerToken(r)
+	if got == "" {
+		got = r.Header.Get("X-Api-Key")
 	}
-	got := r.Header.Get("X-Api-Key")
-	if scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "bearer") {
-		got = strings.TrimSpace(cred)
-	}
-	return subtle.ConstantTimeCompare([]byte(got), []byte(shared)) == 1
+	return shared.Matches(got)
 }
 
 // writeProviderError answers in the error format of the API the caller

@@ -5,17 +5,15 @@ package function
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/openwebui-monitor/owmon/internal/body"
+	"github.com/openwebui-monitor/owmon/internal/identity"
 	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/openwebui"
@@ -33,8 +31,7 @@ const (
 type Endpoints struct {
 	ledger       *ledger.Ledger
 	counter      *tokens.Counter
-	keyHash      [sha256.Size]byte
-	hasKey       bool
+	key          identity.Secret
 	maxBodyBytes int64
 	log          *slog.Logger
 }
@@ -44,7 +41,7 @@ type Endpoints struct {
 func New(l *ledger.Ledger, counter *tokens.Counter, apiKey string, maxBodyBytes int64, log *slog.Logger) *Endpoints {
 	return &Endpoints{
 		ledger: l, counter: counter,
-		keyHash: sha256.Sum256([]byte(apiKey)), hasKey: apiKey != "",
+		key:          identity.NewSecret(apiKey),
 		maxBodyBytes: maxBodyBytes, log: log,
 	}
 }
@@ -90,14 +87,7 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (e *Endpoints) authorized(r *http.Request) bool {
-	auth := r.Header.Get("Authorization")
-	scheme, token, ok := strings.Cut(auth, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || !e.hasKey {
-		return false
-	}
-	// Comparing digests keeps the time independent of the key's length too.
-	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return subtle.ConstantTimeCompare(got[:], e.keyHash[:]) == 1
+	return e.key.Matches(identity.BearerToken(r))
 }
 
 type inletAnswer struct {
