@@ -377,7 +377,7 @@ func (l *Ledger) coveredByProvider(ctx context.Context, a Answer, key string) (s
 	if err != nil || u.Records == 0 {
 		return store.ChargeResult{}, false, err
 	}
-	if _, err := l.store.ReleaseHold(ctx, key); err != nil {
+	if err := l.releaseOtherHold(ctx, key, a.User.ID); err != nil {
 		return store.ChargeResult{}, false, err
 	}
 	user, err := l.store.User(ctx, a.User.ID)
