@@ -117,7 +117,7 @@ func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	stopSweep := a.gate.Tracker().Start(5 * time.Second)
 	a.stop = func() { cancel(); stopSweep() }
-	every := min(a.settings.HoldTTL/4, time.Minute)
+	every := max(min(a.settings.HoldTTL/4, time.Minute), 100*time.Millisecond) // a ticker refuses 0
 	go func() {
 		tick := time.NewTicker(every)
 		defer tick.Stop()
