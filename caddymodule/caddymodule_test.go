@@ -451,6 +451,10 @@ func TestDashboardAPIMounts(t *testing.T) {
 	if status, b := get(s.url+"/monitor/api/v1/users", "admin-secret"); status != 200 || !strings.Contains(b, `"users":[]`) {
 		t.Fatalf("dashboard API: %d %s", status, b)
 	}
+	// A user id with an escaped slash stays one path segment under the prefix.
+	if status, b := get(s.url+"/monitor/api/v1/users/a%2Fb/balance-history", "admin-secret"); status != 200 {
+		t.Fatalf("user id with %%2F: %d %s", status, b)
+	}
 	if status, b := get(s.url+"/monitor/api/v1/users", "wrong"); status != 401 || b != `{"error":"Unauthorized"}` {
 		t.Fatalf("wrong token: %d %s", status, b)
 	}

@@ -66,6 +66,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			r2 := r.WithContext(r.Context())
 			u := *r.URL
 			u.Path, u.RawPath = rest, ""
+			if raw, ok := under(r.URL.RawPath, h.prefix); ok && r.URL.RawPath != "" {
+				u.RawPath = raw // keeps an escaped "/" (%2F) in a user id one segment
+			}
 			r2.URL = &u
 			h.admin.ServeHTTP(w, r2)
 			return nil
