@@ -101,6 +101,7 @@ func DialSocketIO(ctx context.Context, baseURL string, opts DialOptions) (*Socke
 	select {
 	case <-c.connected:
 	case <-c.done:
+		c.Close()
 		return nil, fmt.Errorf("socket.io: closed before CONNECT was answered: %v", c.Err())
 	case <-ctx.Done():
 		c.Close()
@@ -465,8 +466,11 @@ func (c *SocketClient) Err() error {
 // when polling. Idempotent.
 func (c *SocketClient) Close() error {
 	select {
-	case <-c.done:
+	case <-c.done: // the server hung up: nothing to say, only to let go
 		c.cancel()
+		if c.ws != nil {
+			c.ws.conn.Close()
+		}
 		return nil
 	default:
 	}

@@ -414,6 +414,7 @@ func (k *sioSocket) close() {
 	}
 	k.ended = true
 	close(k.done)
+	ws := k.ws
 	k.mu.Unlock()
 	s := k.srv
 	s.mu.Lock()
@@ -421,9 +422,9 @@ func (k *sioSocket) close() {
 	s.closed[k.sid] = k
 	s.leave(k)
 	s.mu.Unlock()
-	if k.ws != nil {
-		k.ws.writeMessage(wsClose, []byte{0x03, 0xe8})
-		k.ws.conn.Close()
+	if ws != nil {
+		ws.writeMessage(wsClose, []byte{0x03, 0xe8})
+		ws.conn.Close()
 	}
 }
 
@@ -577,8 +578,17 @@ func (s *sioServer) serveWebSocket(w http.ResponseWriter, r *http.Request, opts 
 		return
 	}
 	k := s.newSocket("websocket")
-	k.ws = newWSConn(conn, brw.Reader, recordingWriter{w: conn, rec: &k.wire}, false, d)
-	k.ws.frag = opts.FragmentSize
+	ws := newWSConn(conn, brw.Reader, recordingWriter{w: conn, rec: &k.wire}, false, d)
+	ws.frag = opts.FragmentSize
+	// The pinger may already close k: set ws under k.mu, as close reads it.
+	k.mu.Lock()
+	k.ws = ws
+	ended := k.ended
+	k.mu.Unlock()
+	if ended {
+		conn.Close()
+		return
+	}
 
 	s.running.Add(1)
 	go func() { // writer
@@ -722,8 +732,10 @@ func (k *sioSocket) join(token string) (fakeUser, bool) {
 	s := k.srv
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if k.ended {
+	select {
+	case <-k.done: // closed (close takes k out of its room after this)
 		return fakeUser{}, false
+	default:
 	}
 	s.leave(k)
 	k.user = user.id
