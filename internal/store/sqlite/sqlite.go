@@ -279,7 +279,20 @@ func (s *Store) runBatch(batch []*writeOp) {
 			continue
 		}
 		if errs[i] = op.fn(opCtx, t); errs[i] != nil {
-			_, _ = t.ExecContext(ctx, "ROLLBACK TO write")
+			if _, rerr := t.ExecContext(ctx, "ROLLBACK TO write"); rerr != nil {
+				// The failed write's changes cannot be undone alone (a
+				// balance without its record): undo the whole batch.
+				_ = tx.Rollback()
+				abort := fmt.Errorf("sqlite: undoing a failed write: %w", rerr)
+				s.prepareMissed(ctx)
+				for j, op := range batch {
+					if errs[j] == nil {
+						errs[j] = abort
+					}
+					op.done <- errs[j]
+				}
+				return
+			}
 		} else {
 			committed++
 		}
