@@ -35,6 +35,24 @@ const (
 	SourceProvider  = "provider"
 )
 
+// NewChatID is the chat id of a hold placed for the first turn of a new
+// chat, before OpenWebUI has told us the chat's id. A provider-meter call
+// with a chat id that has no hold of its own adopts the oldest such hold of
+// its user (AdoptHold), and RekeyHold gives one its real chat id once
+// OpenWebUI's answer names it; either way its key becomes chatID + "/" +
+// message id.
+const NewChatID = "new:"
+
+// Adoption selects the pending hold a provider-meter call takes over.
+// OpenWebUI forwards the user and (for chats) the chat id to providers, not
+// the message id, so the provider meter finds the front's hold by those.
+type Adoption struct {
+	UserID  string // required
+	ChatID  string // the provider call's X-OpenWebUI-Chat-Id; "" for none
+	Key     string // set when the provider call knows its message: adopt exactly this key (and only for UserID)
+	Purpose string // written onto the adopted record when not empty
+}
+
 // UserInfo is what OpenWebUI tells us about a user.
 type UserInfo struct {
 	ID    string
@@ -111,8 +129,11 @@ type ChargeResult struct {
 	Duplicate bool         // the key was already charged: nothing changed
 	Held      money.Amount // what a pending record with the key had taken, now netted
 	Balance   money.Amount // the user's balance after the charge
-	// Covered: the provider meter charged the message, so nothing was;
-	// Record sums its records (set by the ledger, never by a store).
+	// Covered: the provider meter owns the key's record (it adopted the
+	// hold or charged the message), so this charge from another path
+	// changed nothing. A store sets it with Record the provider's record
+	// and Balance the user's; the ledger also sets it, with Record summing
+	// the provider meter's records of the message.
 	Covered bool
 }
 
@@ -288,7 +309,27 @@ type Store interface {
 	// held nothing, so a late report still charges in full); any other
 	// final record with that key means a duplicate, and nothing changes. The user must
 	// exist (ErrNotFound otherwise); blocked users are still charged.
+	// A record with the key whose source is SourceProvider and whose status
+	// is not expired covers a charge from another path (r.Source neither
+	// empty nor SourceProvider): nothing changes and the result is Covered.
+	// (An empty r.Source keeps the record's source, as the settlement of an
+	// expired hold does, and is not covered.)
 	Charge(ctx context.Context, r Record) (ChargeResult, error)
+	// AdoptHold makes a pending hold of a.UserID that another path placed
+	// (source not SourceProvider) the provider meter's own, in one
+	// transaction: with a.Key, the pending record with that key; else, with
+	// a.ChatID, the oldest one of that chat, or failing that the oldest of
+	// NewChatID, which is re-keyed to a.ChatID (as RekeyHold); else the
+	// oldest one without a chat. Its source becomes SourceProvider (and its
+	// purpose a.Purpose when set); its cost, expiry and the balance stay.
+	// It returns the adopted record and true, or false when none matches.
+	// Concurrent calls, from other processes too, never adopt one hold twice.
+	AdoptHold(ctx context.Context, a Adoption) (Record, bool, error)
+	// RekeyHold gives the pending record with oldKey the chat id chatID and
+	// the key chatID + "/" + its message id, whatever its source. It reports
+	// false, and changes nothing, when no pending record with a message id
+	// has oldKey.
+	RekeyHold(ctx context.Context, oldKey, chatID string) (Record, bool, error)
 
 	// SetBalance sets a balance and records the change with its actor.
 	SetBalance(ctx context.Context, userID string, balance money.Amount, actor, reason string) (BalanceChange, error)

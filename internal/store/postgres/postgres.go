@@ -329,6 +329,10 @@ func (s *Store) charge(ctx context.Context, r store.Record) (res store.ChargeRes
 		old, err := scanRecord(tx.QueryRow(ctx,
 			`SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1 FOR UPDATE`, r.Key))
 		switch {
+		case err == nil && covers(old, r):
+			res.Covered, res.Record = true, old
+			res.Balance, err = balanceOf(ctx, tx, old.UserID)
+			return res, err
 		case err == nil && old.Status != store.StatusPending && old.Status != store.StatusExpired:
 			res.Duplicate, res.Record = true, old
 			res.Balance, err = balanceOf(ctx, tx, old.UserID)

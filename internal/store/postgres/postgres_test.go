@@ -69,3 +69,10 @@ func TestConcurrentOpen(t *testing.T) {
 		t.Fatalf("MaxConns = %d, want at least 8", got)
 	}
 }
+
+// TestAdoptTwoInstances races adoptions and charges from two stores (two
+// pools, as two owmon processes) on one database.
+func TestAdoptTwoInstances(t *testing.T) {
+	dsn := testpg.DSN(t)
+	storetest.RaceAdoption(t, open(t, dsn), open(t, dsn))
+}

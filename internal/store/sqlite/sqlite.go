@@ -551,6 +551,10 @@ func charge(ctx context.Context, tx wtx, r store.Record) (res store.ChargeResult
 		old, err := scanRecord(tx.QueryRowContext(ctx,
 			`SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1`, r.Key))
 		switch {
+		case err == nil && covers(old, r):
+			res.Covered, res.Record = true, old
+			res.Balance, err = balanceOf(ctx, tx, old.UserID)
+			return res, err
 		case err == nil && old.Status != store.StatusPending && old.Status != store.StatusExpired:
 			res.Duplicate, res.Record = true, old
 			res.Balance, err = balanceOf(ctx, tx, old.UserID)

@@ -72,3 +72,10 @@ func TestReopen(t *testing.T) {
 		t.Fatal("the read-only pool accepted a write")
 	}
 }
+
+// TestAdoptTwoInstances races adoptions and charges from two stores (as two
+// owmon processes) on one database file.
+func TestAdoptTwoInstances(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "monitor.db")
+	storetest.RaceAdoption(t, open(t, path), open(t, path))
+}

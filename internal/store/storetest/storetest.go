@@ -71,6 +71,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UsageRollups", testUsageRollups},
 		{"ListModelPrices", testListModelPrices},
 		{"ImportFailure", testImportFailure},
+		{"AdoptByKey", testAdoptByKey},
+		{"AdoptByChat", testAdoptByChat},
+		{"AdoptNewChat", testAdoptNewChat},
+		{"RekeyHold", testRekeyHold},
+		{"ChargeCovered", testChargeCovered},
+		{"AdoptRace", testAdoptRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
