@@ -31,9 +31,8 @@ func NewClaims() *Claims { return &Claims{m: make(map[string]*claim)} }
 // for older messages.
 const claimTTL = time.Hour
 
-// begin notes a provider call of the message; first reports whether the
-// message was not claimed before.
-func (c *Claims) begin(key string) (first bool) {
+// begin notes a provider call of the message.
+func (c *Claims) begin(key string) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -49,14 +48,12 @@ func (c *Claims) begin(key string) (first bool) {
 	if cl == nil {
 		cl = &claim{}
 		c.m[key] = cl
-		first = true
 	}
 	if cl.inflight == 0 {
 		cl.idle = make(chan struct{})
 	}
 	cl.inflight++
 	cl.touched = now
-	return first
 }
 
 // end notes that a provider call of the message was settled.

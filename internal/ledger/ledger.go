@@ -50,10 +50,6 @@ type Ledger struct {
 	// users remembers the identity last written per user id, so an unchanged
 	// user costs no write on every call.
 	users sync.Map // string → store.UserInfo
-
-	// providerMetered: a provider meter may charge messages, so the other
-	// paths look for its records before charging one.
-	providerMetered atomic.Bool
 }
 
 // LocalHolds are money held in memory, per user.
@@ -61,21 +57,27 @@ type LocalHolds struct {
 	mu       sync.Mutex
 	held     map[string]money.Amount // per user
 	released map[string]uint64       // per user, holds given back so far
-	byKey    map[string]*LocalHold   // holds under a message's key, which the provider meter releases
+	open     map[string][]*LocalHold // per user, oldest first: what the provider meter may adopt
 }
 
 // NewLocalHolds returns an empty table of local holds.
 func NewLocalHolds() *LocalHolds {
-	return &LocalHolds{held: make(map[string]money.Amount), released: make(map[string]uint64), byKey: make(map[string]*LocalHold)}
+	return &LocalHolds{held: make(map[string]money.Amount), released: make(map[string]uint64), open: make(map[string][]*LocalHold)}
 }
 
-// LocalHold is one call's hold in memory. It is released once, by its call
-// (ReleaseLocal) or by the provider meter taking over its message.
+// LocalHold is one call's hold in memory. It is released once, by the call
+// that owns it (ReleaseLocal). The provider meter may adopt a front call's
+// hold: the provider call then owns it, and the front charges nothing.
 type LocalHold struct {
-	user, key string
-	amount    money.Amount
-	released  bool
+	user, key, chatID, messageID string
+	amount                       money.Amount
+	released                     bool
+	adopted                      atomic.Bool
 }
+
+// Adopted reports whether the provider meter took the hold over: its
+// call then charges the message, under the hold's key.
+func (h *LocalHold) Adopted() bool { return h != nil && h.adopted.Load() }
 
 // release gives the hold back unless that was done already; lh.mu is held.
 func (lh *LocalHolds) release(h *LocalHold) {
@@ -89,9 +91,38 @@ func (lh *LocalHolds) release(h *LocalHold) {
 	} else {
 		delete(lh.held, h.user)
 	}
-	if h.key != "" && lh.byKey[h.key] == h {
-		delete(lh.byKey, h.key)
+	lh.drop(h)
+}
+
+// drop removes h from its user's adoptable holds; lh.mu is held.
+func (lh *LocalHolds) drop(h *LocalHold) {
+	open := lh.open[h.user]
+	for i, o := range open {
+		if o == h {
+			open = append(open[:i], open[i+1:]...)
+			break
+		}
 	}
+	if len(open) == 0 {
+		delete(lh.open, h.user)
+	} else {
+		lh.open[h.user] = open
+	}
+}
+
+// adopt hands the provider meter the oldest hold of user for chatID (the
+// exact key when key is set), as AdoptHold does for stored holds.
+func (lh *LocalHolds) adopt(user, chatID, key string) *LocalHold {
+	lh.mu.Lock()
+	defer lh.mu.Unlock()
+	for _, h := range lh.open[user] {
+		if (key != "" && h.key == key) || (key == "" && h.chatID == chatID) {
+			h.adopted.Store(true)
+			lh.drop(h)
+			return h
+		}
+	}
+	return nil
 }
 
 type priceKey struct{ model, base string }
@@ -109,16 +140,8 @@ func New(st store.Store, cfg Config) *Ledger {
 	if cfg.Claims == nil {
 		cfg.Claims = NewClaims()
 	}
-	l := &Ledger{store: st, cfg: cfg, prices: make(map[priceKey]cachedPrice)}
-	// A shared database may have a provider meter in another process.
-	l.providerMetered.Store(st != nil && st.Kind() != "sqlite")
-	return l
+	return &Ledger{store: st, cfg: cfg, prices: make(map[priceKey]cachedPrice)}
 }
-
-// ExpectProviderMeter says a provider meter charges messages through this
-// ledger's store: from now on the other paths (front, function, websocket)
-// charge nothing for a message it metered.
-func (l *Ledger) ExpectProviderMeter() { l.providerMetered.Store(true) }
 
 // Store returns the store the ledger writes to.
 func (l *Ledger) Store() store.Store { return l.store }
@@ -314,7 +337,9 @@ type Answer struct {
 }
 
 // Charge prices an answer and charges it: once per key, netting whatever a
-// pre-charge or hold for the same message took.
+// pre-charge or hold for the same message took. A key the provider meter
+// owns (it adopted the hold) is covered: nothing is charged by the other
+// paths, and the result sums the provider meter's records of the message.
 func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, error) {
 	if err := l.EnsureUser(ctx, a.User); err != nil {
 		return store.ChargeResult{}, err
@@ -335,10 +360,6 @@ func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, erro
 	}
 	if a.Source == store.SourceProvider && a.MessageID != "" {
 		defer l.cfg.Claims.end(Key(a.ChatID, a.MessageID))
-	} else if a.MessageID != "" && l.providerMetered.Load() {
-		if res, covered, err := l.coveredByProvider(ctx, a, rec.Key); covered || err != nil {
-			return res, err
-		}
 	}
 	// Failed answers, and calls cancelled before any output, cost nothing.
 	free := rec.Status == store.StatusFailed || (rec.Status == store.StatusCancelled && a.OutputTokens == 0)
@@ -361,6 +382,9 @@ func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, erro
 	if err != nil {
 		return store.ChargeResult{}, fmt.Errorf("charge: %w", err)
 	}
+	if res.Covered {
+		return l.providerFigures(ctx, res)
+	}
 	return res, nil
 }
 
@@ -368,34 +392,54 @@ func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, erro
 // message to be settled.
 const coveredWait = 10 * time.Second
 
-// coveredByProvider reports whether the provider meter charged the
-// answer's message. Then nothing is charged: the hold or pre-charge under
-// key is released, and the result sums the provider meter's records.
-func (l *Ledger) coveredByProvider(ctx context.Context, a Answer, key string) (store.ChargeResult, bool, error) {
-	l.cfg.Claims.wait(ctx, Key(a.ChatID, a.MessageID), coveredWait)
-	u, err := l.store.MessageUsage(ctx, store.SourceProvider, a.ChatID, a.MessageID)
+// providerFigures answers a covered charge with what the provider meter
+// charged for the message: the sum of its records, once its calls under
+// way in this process are settled.
+func (l *Ledger) providerFigures(ctx context.Context, res store.ChargeResult) (store.ChargeResult, error) {
+	r := res.Record
+	if r.MessageID == "" {
+		return res, nil
+	}
+	l.cfg.Claims.wait(ctx, Key(r.ChatID, r.MessageID), coveredWait)
+	u, err := l.store.MessageUsage(ctx, store.SourceProvider, r.ChatID, r.MessageID)
 	if err != nil || u.Records == 0 {
-		return store.ChargeResult{}, false, err
+		return res, err
 	}
-	if err := l.releaseOtherHold(ctx, key, a.User.ID); err != nil {
-		return store.ChargeResult{}, false, err
-	}
-	user, err := l.store.User(ctx, a.User.ID)
+	user, err := l.store.User(ctx, r.UserID)
 	if err != nil {
-		return store.ChargeResult{}, false, err
+		return res, err
 	}
-	return store.ChargeResult{
-		Covered: true,
-		Record: store.Record{
-			UserID: a.User.ID, Nickname: a.User.Name, Model: u.Model,
-			InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
-			CachedTokens: u.CachedTokens, ReasoningTokens: u.ReasoningTokens,
-			Cost: u.Cost, BalanceAfter: user.Balance,
-			Source: store.SourceProvider, Status: store.StatusCompleted,
-			ChatID: a.ChatID, MessageID: a.MessageID,
-		},
-		Balance: user.Balance,
-	}, true, nil
+	r.Model, r.InputTokens, r.OutputTokens = u.Model, u.InputTokens, u.OutputTokens
+	r.CachedTokens, r.ReasoningTokens, r.Cost = u.CachedTokens, u.ReasoningTokens, u.Cost
+	r.BalanceAfter, r.Status = user.Balance, store.StatusCompleted
+	return store.ChargeResult{Covered: true, Record: r, Balance: user.Balance}, nil
+}
+
+// Admit says whether a user may start a call whose cost cannot be
+// estimated before it runs (OpenWebUI spends the tokens inside; the
+// provider meter counts them): not blocked, with a balance above zero
+// (and at least min_hold) beyond what their calls in flight hold here.
+func (l *Ledger) Admit(ctx context.Context, u store.UserInfo) (HoldResult, error) {
+	got, err := l.user(ctx, u)
+	if err != nil {
+		return HoldResult{}, err
+	}
+	res := HoldResult{Blocked: got.Blocked, Balance: got.Balance, Amount: l.cfg.MinHold}
+	if lh := l.cfg.LocalHolds; lh != nil {
+		lh.mu.Lock()
+		res.Balance -= lh.held[got.ID]
+		lh.mu.Unlock()
+	}
+	res.Allowed = !got.Blocked && res.Balance > 0 && res.Balance >= l.cfg.MinHold
+	return res, nil
+}
+
+// RekeyHold gives the hold of a new chat's first turn, placed under
+// Key(store.NewChatID, message), the chat id OpenWebUI created; it reports
+// whether a pending hold was re-keyed.
+func (l *Ledger) RekeyHold(ctx context.Context, oldKey, chatID string) (bool, error) {
+	_, ok, err := l.store.RekeyHold(ctx, oldKey, chatID)
+	return ok, err
 }
 
 // Hold is money reserved before a model call is forwarded.
@@ -424,6 +468,13 @@ type HoldResult struct {
 	Blocked bool
 	Amount  money.Amount
 	Balance money.Amount
+	// Adopted: a provider-meter call took over the front's hold for its
+	// message. The call charges under Key, with the hold's ChatID and
+	// MessageID (the front knew the message; OpenWebUI does not tell
+	// providers).
+	Adopted           bool
+	Key               string
+	ChatID, MessageID string
 }
 
 // HoldAmount is what a call reserves: the price of its counted prompt (or
@@ -441,41 +492,56 @@ func (l *Ledger) HoldAmount(ctx context.Context, model, baseModelID string, prom
 // Concurrent calls of one user each reserve their own amount, so together
 // they can never spend more than the balance plus one call's overrun.
 //
-// A provider-meter hold for a chat message claims the message: the first
-// releases whatever another path holds for it (the front's hold, the
-// inlet's pre-charge), since the provider meter charges it from now on.
+// A provider-meter call first adopts what another path holds for it: the
+// front's hold of the same user and message (by key when the call knows
+// its message, else the oldest of the same chat, or without a chat), or
+// the inlet's pre-charge. The provider meter then charges that message
+// under the hold's key, the others find the key covered, and the call is
+// held once.
 func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
-	if h.Source == store.SourceProvider && h.MessageID != "" {
-		mk := Key(h.ChatID, h.MessageID)
-		if l.cfg.Claims.begin(mk) {
-			if err := l.releaseOtherHold(ctx, mk, h.User.ID); err != nil {
-				l.cfg.Claims.end(mk)
-				return HoldResult{}, err
-			}
-		}
-		res, err := l.holdRetry(ctx, h)
-		if err != nil || !res.Allowed {
-			l.cfg.Claims.end(mk) // no call to settle
-		}
-		return res, err
+	if h.Source != store.SourceProvider {
+		return l.holdRetry(ctx, h)
 	}
-	return l.holdRetry(ctx, h)
+	res, err := l.adopt(ctx, h)
+	if err == nil && !res.Adopted {
+		res, err = l.holdRetry(ctx, h)
+		res.Key, res.ChatID, res.MessageID = h.Key, h.ChatID, h.MessageID
+	}
+	if err == nil && res.Allowed && res.MessageID != "" {
+		l.cfg.Claims.begin(Key(res.ChatID, res.MessageID)) // Charge ends it
+	}
+	return res, err
 }
 
-// releaseOtherHold releases what another path holds under the message's
-// key: a hold in memory (the front's, for an API-key call), or a pending
-// record (a read first: most messages have none, and a write costs more).
-func (l *Ledger) releaseOtherHold(ctx context.Context, key, userID string) error {
-	l.releaseLocalByKey(key, userID)
-	rec, err := l.store.RecordByKey(ctx, key)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && rec.Status != store.StatusPending) {
-		return nil
+// adopt takes over another path's hold for a provider call (see Hold).
+func (l *Ledger) adopt(ctx context.Context, h Hold) (HoldResult, error) {
+	var key string
+	if h.MessageID != "" {
+		key = Key(h.ChatID, h.MessageID)
 	}
-	if err != nil {
-		return err
+	if lh := l.cfg.LocalHolds; lh != nil {
+		got := lh.adopt(h.User.ID, h.ChatID, key)
+		if got == nil && key != "" {
+			got = lh.adopt(h.User.ID, h.ChatID, "")
+		}
+		if got != nil {
+			return HoldResult{Allowed: true, Placed: true, Local: got, Amount: got.amount, Adopted: true,
+				Key: got.key, ChatID: got.chatID, MessageID: got.messageID}, nil
+		}
 	}
-	_, err = l.store.ReleaseHold(ctx, key)
-	return err
+	a := store.Adoption{UserID: h.User.ID, ChatID: h.ChatID, Key: key, Purpose: h.Purpose}
+	rec, ok, err := l.store.AdoptHold(ctx, a)
+	if err == nil && !ok && key != "" {
+		// No hold under the message's key: the first turn of a new chat
+		// waits under a placeholder, which the chat finds.
+		a.Key = ""
+		rec, ok, err = l.store.AdoptHold(ctx, a)
+	}
+	if err != nil || !ok {
+		return HoldResult{}, err
+	}
+	return HoldResult{Allowed: true, Placed: true, Amount: rec.Cost, Balance: rec.BalanceAfter, Adopted: true,
+		Key: rec.Key, ChatID: rec.ChatID, MessageID: rec.MessageID}, nil
 }
 
 func (l *Ledger) holdRetry(ctx context.Context, h Hold) (HoldResult, error) {
@@ -571,33 +637,20 @@ func (lh *LocalHolds) place(u store.User, h Hold, amount money.Amount) HoldResul
 		return HoldResult{Amount: amount, Balance: available}
 	}
 	lh.held[u.ID] += amount
-	hold := &LocalHold{user: u.ID, key: h.Key, amount: amount}
-	if h.Key != "" {
-		lh.byKey[h.Key] = hold
+	hold := &LocalHold{user: u.ID, key: h.Key, chatID: h.ChatID, messageID: h.MessageID, amount: amount}
+	if h.Source != store.SourceProvider {
+		lh.open[u.ID] = append(lh.open[u.ID], hold)
 	}
 	return HoldResult{Allowed: true, Placed: true, Local: hold, Amount: amount, Balance: available - amount}
 }
 
 // ReleaseLocal gives back a local hold, after its call was charged (or
-// failed). A hold the provider meter released already stays released.
+// failed). Releasing it again does nothing.
 func (l *Ledger) ReleaseLocal(h *LocalHold) {
 	lh := l.cfg.LocalHolds
 	lh.mu.Lock()
 	defer lh.mu.Unlock()
 	lh.release(h)
-}
-
-// releaseLocalByKey releases userID's local hold under key, if there is one.
-func (l *Ledger) releaseLocalByKey(key, userID string) {
-	lh := l.cfg.LocalHolds
-	if lh == nil {
-		return
-	}
-	lh.mu.Lock()
-	defer lh.mu.Unlock()
-	if h := lh.byKey[key]; h != nil && h.user == userID {
-		lh.release(h)
-	}
 }
 
 // ExpireHolds releases holds nobody settled in time (a crash, or a web-UI

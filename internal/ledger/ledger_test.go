@@ -128,38 +128,63 @@ func TestLocalHoldsBoundSpending(t *testing.T) {
 	}
 }
 
-// TestProviderMeterTakesOverLocalHold: an API-key call through the front
-// and the provider meter is held once. The provider meter's first call for
-// the message releases the front's hold in memory, and the front giving it
-// back later releases nothing more.
-func TestProviderMeterTakesOverLocalHold(t *testing.T) {
-	l, _ := newLedger(t, Config{InitBalance: money.Units(100), LocalHolds: NewLocalHolds()})
-	l.ExpectProviderMeter()
+// TestProviderMeterAdoptsLocalHold: an API-key call through the front and
+// the provider meter is held once. OpenWebUI tells the provider meter the
+// user, not the message: its call adopts the front's hold of that user
+// without a chat, charges under the hold's key, and the front charges
+// nothing.
+func TestProviderMeterAdoptsLocalHold(t *testing.T) {
+	l, st := newLedger(t, Config{InitBalance: money.Units(100), LocalHolds: NewLocalHolds()})
 	ctx := context.Background()
-	hold := func(tokens int64, key, message, source string) HoldResult {
+	hold := func(tokens int64, key, chat, source string) HoldResult {
 		t.Helper()
-		res, err := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: tokens, Key: key, ChatID: "c1", MessageID: message,
+		res, err := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: tokens, Key: key, ChatID: chat,
 			Source: source, Enforce: true, Settled: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return res
 	}
-	front := hold(60, Key("c1", "m1"), "m1", store.SourceEdge)
-	if !front.Allowed || front.Local == nil {
+	front := hold(60, "/m1", "", store.SourceEdge)
+	if !front.Allowed || front.Local == nil || front.Local.Adopted() {
 		t.Fatalf("front hold %+v", front)
 	}
-	provider := hold(60, "provider/1", "m1", store.SourceProvider)
-	if !provider.Allowed || provider.Balance != money.Units(40) {
-		t.Fatalf("provider hold beside the front's (60 of 100 each): %+v", provider)
+	// A provider call of another chat adopts nothing, and 60 of 100 is held.
+	if other := hold(50, "provider/x", "c9", store.SourceProvider); other.Allowed || other.Adopted {
+		t.Fatalf("50 allowed beside the front's 60 of 100: %+v", other)
 	}
-	l.ReleaseLocal(front.Local) // the front's call ends: already released
-	if other := hold(50, "", "", store.SourceEdge); other.Allowed {
-		t.Fatalf("50 allowed while the provider call holds 60 of 100: %+v", other)
+	provider := hold(60, "provider/1", "", store.SourceProvider)
+	if !provider.Allowed || !provider.Adopted || provider.Local != front.Local || provider.Key != "/m1" || !front.Local.Adopted() {
+		t.Fatalf("provider call did not adopt the front's hold: %+v", provider)
+	}
+	// Held once: 40 are still free.
+	if other := hold(40, "", "x", store.SourceEdge); !other.Allowed {
+		t.Fatalf("40 refused though the call is held once: %+v", other)
+	} else {
+		l.ReleaseLocal(other.Local)
+	}
+	// A second provider call of the user (a tool round) has no hold to adopt.
+	if again := hold(10, "provider/2", "", store.SourceProvider); again.Adopted {
+		t.Fatalf("adopted twice: %+v", again)
+	} else {
+		l.ReleaseLocal(again.Local)
+	}
+	if _, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 5, OutputTokens: 5, Key: provider.Key,
+		Source: store.SourceProvider}); err != nil {
+		t.Fatal(err)
 	}
 	l.ReleaseLocal(provider.Local)
 	l.ReleaseLocal(provider.Local) // twice is once
-	if other := hold(100, "", "", store.SourceEdge); !other.Allowed || other.Balance != 0 {
+	// The front, settling late, finds the key the provider meter's.
+	res, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 50, OutputTokens: 50, Key: "/m1", Source: store.SourceEdge})
+	if err != nil || !res.Covered {
+		t.Fatalf("front charge %+v %v", res, err)
+	}
+	lg, _ := st.Ledger(ctx, alice.ID)
+	if lg.Records != 1 || lg.Balance != money.Units(90) {
+		t.Fatalf("ledger %+v", lg)
+	}
+	if other := hold(90, "", "", store.SourceEdge); !other.Allowed || other.Balance != 0 {
 		t.Fatalf("after both calls ended: %+v", other)
 	}
 }
@@ -241,36 +266,36 @@ func TestChargeStatuses(t *testing.T) {
 }
 
 // TestProviderMeterChargesMessageOnce: with a provider meter, a message is
-// charged by its provider calls only; the front's hold gives way at the
-// first call, and the outlet waits for calls under way and answers with
-// their sum.
+// charged by its provider calls only: the first adopts the front's hold
+// (by the chat OpenWebUI forwards, or by the message when an operator's
+// connection header sends its id), the others charge their own, and the
+// outlet waits for calls under way and answers with their sum.
 func TestProviderMeterChargesMessageOnce(t *testing.T) {
-	for _, local := range []bool{false, true} {
-		cfg := Config{InitBalance: money.Units(1000)}
-		if local {
-			cfg.LocalHolds = NewLocalHolds()
-		}
-		l, st := newLedger(t, cfg)
-		l.ExpectProviderMeter()
+	for _, byMessage := range []bool{false, true} {
+		l, st := newLedger(t, Config{InitBalance: money.Units(1000), LocalHolds: NewLocalHolds()})
 		ctx := context.Background()
 		front, err := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: 50, Key: Key("c1", "a1"), ChatID: "c1", MessageID: "a1",
 			Source: store.SourceEdge, Enforce: true, Expires: time.Now().Add(time.Hour)})
 		if err != nil || !front.Placed || front.Local != nil {
 			t.Fatalf("front hold %+v %v", front, err)
 		}
+		message := ""
+		if byMessage {
+			message = "a1"
+		}
 		call := func(key string) HoldResult {
 			t.Helper()
-			res, err := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: 10, Key: key, ChatID: "c1", MessageID: "a1",
+			res, err := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: 10, Key: key, ChatID: "c1", MessageID: message,
 				Source: store.SourceProvider, Enforce: true, Settled: true, Expires: time.Now().Add(time.Hour)})
 			if err != nil || !res.Allowed {
 				t.Fatalf("provider hold %+v %v", res, err)
 			}
 			return res
 		}
-		settle := func(key string, hold HoldResult, in, out int64) {
+		settle := func(hold HoldResult, in, out int64) {
 			t.Helper()
 			if _, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: in, OutputTokens: out, CachedTokens: 3,
-				Key: key, ChatID: "c1", MessageID: "a1", Source: store.SourceProvider}); err != nil {
+				Key: hold.Key, ChatID: hold.ChatID, MessageID: hold.MessageID, Source: store.SourceProvider}); err != nil {
 				t.Fatal(err)
 			}
 			if hold.Local != nil {
@@ -278,12 +303,17 @@ func TestProviderMeterChargesMessageOnce(t *testing.T) {
 			}
 		}
 		h1 := call("p1")
-		if _, err := st.RecordByKey(ctx, Key("c1", "a1")); err == nil {
-			t.Fatal("the front's hold survived the provider meter's first call")
+		if !h1.Adopted || h1.Key != Key("c1", "a1") || h1.MessageID != "a1" {
+			t.Fatalf("byMessage=%v: the first provider call did not adopt the front's hold: %+v", byMessage, h1)
 		}
-		settle("p1", h1, 100, 20)
+		if held, err := st.RecordByKey(ctx, h1.Key); err != nil || held.Source != store.SourceProvider || held.Status != store.StatusPending {
+			t.Fatalf("adopted hold %+v %v", held, err)
+		}
+		settle(h1, 100, 20)
 		h2 := call("p2") // a tool round of the same message
-
+		if h2.Adopted {
+			t.Fatalf("a second call adopted: %+v", h2)
+		}
 		outlet := make(chan store.ChargeResult)
 		go func() {
 			res, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 999, OutputTokens: 999,
@@ -293,29 +323,35 @@ func TestProviderMeterChargesMessageOnce(t *testing.T) {
 			}
 			outlet <- res
 		}()
-		select {
-		case res := <-outlet:
-			t.Fatalf("outlet answered %+v before the tool round was settled", res)
-		case <-time.After(100 * time.Millisecond):
+		if byMessage {
+			// The tool round names the message: the outlet waits for it.
+			select {
+			case res := <-outlet:
+				t.Fatalf("outlet answered %+v before the tool round was settled", res)
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
-		settle("p2", h2, 130, 5)
+		settle(h2, 130, 5)
 		res := <-outlet
 		wantCost := money.Units(100 + 20 + 130 + 5)
-		if !res.Covered || res.Record.InputTokens != 230 || res.Record.OutputTokens != 25 || res.Record.CachedTokens != 6 ||
-			res.Record.Cost != wantCost || res.Balance != money.Units(1000)-wantCost {
-			t.Fatalf("local=%v outlet %+v", local, res)
+		figures := money.Units(100 + 20)
+		if byMessage {
+			figures = wantCost // every call named the message
 		}
-		// A replayed outlet, and the front settling late, charge nothing either.
-		for _, src := range []string{store.SourceFunction, store.SourceEdge} {
+		if !res.Covered || res.Record.Cost != figures || res.Balance != money.Units(1000)-wantCost {
+			t.Fatalf("byMessage=%v outlet %+v", byMessage, res)
+		}
+		// A replayed outlet, the front and the websocket charge nothing either.
+		for _, src := range []string{store.SourceFunction, store.SourceEdge, store.SourceWebsocket} {
 			again, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 1, OutputTokens: 1,
 				ChatID: "c1", MessageID: "a1", Source: src})
-			if err != nil || !again.Covered || again.Record.Cost != wantCost {
+			if err != nil || !again.Covered {
 				t.Fatalf("%s again: %+v %v", src, again, err)
 			}
 		}
 		lg, err := st.Ledger(ctx, alice.ID)
 		if err != nil || lg.Records != 2 || lg.Balance != money.Units(1000)-wantCost || lg.Initial-lg.Charges+lg.Adjustments != lg.Balance {
-			t.Fatalf("local=%v ledger %+v %v", local, lg, err)
+			t.Fatalf("byMessage=%v ledger %+v %v", byMessage, lg, err)
 		}
 		// Another message the provider meter never saw is charged as usual.
 		other, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 1, OutputTokens: 1, ChatID: "c1", MessageID: "a2", Source: store.SourceFunction})
