@@ -41,6 +41,7 @@ type Options struct {
 	ProviderKey        string `json:"provider_key,omitempty"`
 	ForwardUserSecret  string `json:"forward_user_jwt_secret,omitempty"`
 	SystemUser         string `json:"system_user,omitempty"`
+	APIKeyHeader       string `json:"api_key_header,omitempty"`
 }
 
 // Option describes one option: its Caddyfile name and environment fallback.
@@ -77,6 +78,7 @@ var Table = []Option{
 	{"provider_key", "OWMON_PROVIDER_KEY", "", func(o *Options) *string { return &o.ProviderKey }},
 	{"forward_user_jwt_secret", "FORWARD_USER_INFO_HEADER_JWT_SECRET", "", func(o *Options) *string { return &o.ForwardUserSecret }},
 	{"system_user", "OWMON_SYSTEM_USER", "system", func(o *Options) *string { return &o.SystemUser }},
+	{"api_key_header", "CUSTOM_API_KEY_HEADER", "x-api-key", func(o *Options) *string { return &o.APIKeyHeader }},
 }
 
 // Set assigns the option called name; it reports false for an unknown name.
@@ -151,6 +153,7 @@ type Settings struct {
 	ProviderKey       string // the key OpenWebUI's connections send to openwebui_meter
 	ForwardUserSecret string // verifies X-OpenWebUI-User-Jwt; "" trusts plain user headers
 	SystemUser        string // user id charged for provider calls that name no user
+	APIKeyHeader      string // the header OpenWebUI reads API keys from (CUSTOM_API_KEY_HEADER)
 }
 
 // Settings validates the options. dataDir holds the SQLite file when no
@@ -229,6 +232,13 @@ func (o Options) Settings(dataDir string) (Settings, error) {
 	if s.SystemUser == "" {
 		s.SystemUser = "system"
 	}
+	s.APIKeyHeader = strings.TrimSpace(o.APIKeyHeader)
+	if s.APIKeyHeader == "" {
+		s.APIKeyHeader = "x-api-key"
+	}
+	if !validHeaderName(s.APIKeyHeader) {
+		return s, fmt.Errorf("api_key_header: %q is not an HTTP header name", o.APIKeyHeader)
+	}
 	on, err := onOff("dashboard", o.Dashboard)
 	if err != nil {
 		return s, err
@@ -244,6 +254,16 @@ func (o Options) Settings(dataDir string) (Settings, error) {
 		}
 	}
 	return s, nil
+}
+
+// validHeaderName reports whether s is an HTTP field name (an RFC 9110 token).
+func validHeaderName(s string) bool {
+	for _, c := range []byte(s) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func duration(name, value, def string) (time.Duration, error) {

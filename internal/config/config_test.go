@@ -97,6 +97,7 @@ func TestInvalidValuesNameOptionAndValue(t *testing.T) {
 		{Options{DashboardPath: "monitor"}, []string{"dashboard_path", "monitor"}},
 		{Options{DashboardPath: "/monitor/"}, []string{"dashboard_path", "/monitor/"}},
 		{Options{Dashboard: "sometimes"}, []string{"dashboard", "sometimes"}},
+		{Options{APIKeyHeader: "X Key:"}, []string{"api_key_header", "X Key:"}},
 		{Options{ProviderKey: "hunter2"}, []string{"provider_key", "7 characters"}}, // the key itself is never echoed
 	}
 	for _, c := range cases {

@@ -14,12 +14,17 @@ const (
 	SourceBearer        = "bearer"        // Authorization: Bearer <token>
 	SourceCookie        = "cookie"        // cookie "token"
 	SourceAuthorization = "authorization" // Authorization: <other scheme> <token>
-	SourceHeader        = "x-api-key"     // header x-api-key
+	SourceHeader        = "x-api-key"     // the API-key header (CUSTOM_API_KEY_HEADER)
 )
+
+// DefaultAPIKeyHeader is the header OpenWebUI reads API keys from unless
+// CUSTOM_API_KEY_HEADER names another (env.py, since 0.9.4).
+const DefaultAPIKeyHeader = "x-api-key"
 
 // Credential returns the token OpenWebUI would authenticate r with and where
 // it was found; both are empty when there is none. Precedence (§2a):
-// Authorization Bearer, then the "token" cookie, then x-api-key.
+// Authorization Bearer, then the "token" cookie, then the API-key header,
+// apiKeyHeader (OpenWebUI's CUSTOM_API_KEY_HEADER; "" means x-api-key).
 //
 // Parsing mirrors OpenWebUI 0.11 (FastAPI HTTPBearer, Starlette cookies,
 // AuthTokenMiddleware) so that the proxy and OpenWebUI never pick different
@@ -28,7 +33,7 @@ const (
 // than trying x-api-key; and "Authorization: <scheme> <t>" with a scheme
 // other than Bearer still wins over x-api-key, because OpenWebUI's middleware
 // takes it.
-func Credential(r *http.Request) (token string, source string) {
+func Credential(r *http.Request, apiKeyHeader string) (token string, source string) {
 	auth := r.Header.Get("Authorization")
 	// HTTPBearer: split at the first space, scheme case-insensitive.
 	if scheme, cred, _ := strings.Cut(auth, " "); cred != "" && strings.EqualFold(scheme, "bearer") {
@@ -42,7 +47,10 @@ func Credential(r *http.Request) (token string, source string) {
 	if _, cred, ok := strings.Cut(auth, " "); ok && !strings.Contains(cred, " ") {
 		return cred, SourceAuthorization
 	}
-	if t := r.Header.Get("X-Api-Key"); t != "" {
+	if apiKeyHeader == "" {
+		apiKeyHeader = DefaultAPIKeyHeader
+	}
+	if t := r.Header.Get(apiKeyHeader); t != "" {
 		return t, SourceHeader
 	}
 	return "", ""

@@ -17,6 +17,13 @@ import (
 // answered 401/403 for it, or the JWT failed local verification.
 var ErrUnauthenticated = errors.New("identity: not authenticated")
 
+// ErrForbidden means OpenWebUI answered 403 when asked who the token is:
+// for an API key, OpenWebUI's endpoint allow-list (since 0.10) does not
+// include /api/v1/auths, or API keys are off for the user. OpenWebUI may
+// still serve the key on its model routes, so the call cannot pass as
+// unauthenticated.
+var ErrForbidden = errors.New("identity: OpenWebUI refused to say who the token is")
+
 // ErrUnavailable is wrapped by errors that say nothing about the token:
 // OpenWebUI was unreachable, timed out, or answered 5xx or garbage.
 var ErrUnavailable = errors.New("identity: OpenWebUI unavailable")
@@ -107,8 +114,13 @@ func NewResolver(cfg Config) *Resolver {
 }
 
 // Resolve returns the user token belongs to. Errors match
-// ErrUnauthenticated (the token is no good) or ErrUnavailable (OpenWebUI
-// could not answer), or are ctx's error. A pending user resolves normally.
+// ErrUnauthenticated (OpenWebUI refuses the token), ErrForbidden (OpenWebUI
+// would not say who it is) or ErrUnavailable (OpenWebUI could not answer),
+// or are ctx's error. A pending user resolves normally.
+//
+// Only OpenWebUI's 401 makes a token ErrUnauthenticated: a JWT that fails
+// local verification is asked of OpenWebUI too, since PyJWT accepts
+// encodings a strict decoder refuses (research notes, first section §6).
 //
 // When SecretKey is set, a locally valid JWT whose OpenWebUI lookup fails
 // for lack of OpenWebUI still resolves, to a User with only ID set and role
@@ -184,23 +196,14 @@ func (r *Resolver) resolve(ctx context.Context, token string) entry {
 	now := r.now()
 	negative := now.Add(min(r.ttl, negativeTTL))
 	if strings.HasPrefix(token, "sk-") || r.secret == "" {
-		u, err := r.lookup(ctx, token)
-		switch {
-		case err == nil:
-			u.APIKey = strings.HasPrefix(token, "sk-")
-			return entry{user: u, expires: now.Add(r.ttl)}
-		case errors.Is(err, ErrUnauthenticated):
-			return entry{err: err, expires: negative}
-		default:
-			return entry{err: err}
-		}
+		return r.lookupEntry(ctx, token, now, negative)
 	}
 
 	cl, err := verifyHS256(token, r.secret, now)
 	if err != nil {
-		// Cheap to recheck, so not cached: random bad tokens must not
-		// push good ones out of the cache.
-		return entry{err: fmt.Errorf("%w: %w", ErrUnauthenticated, err)}
+		// OpenWebUI may accept what we cannot verify (PyJWT decodes
+		// base64 leniently): only its answer says the token is no good.
+		return r.lookupEntry(ctx, token, now, negative)
 	}
 	until := now.Add(r.ttl)
 	if !cl.Exp.IsZero() && cl.Exp.Before(until) {
@@ -208,15 +211,31 @@ func (r *Resolver) resolve(ctx context.Context, token string) entry {
 	}
 	u, err := r.lookup(ctx, token)
 	switch {
-	case err == nil && u.ID != cl.ID:
-		return entry{err: fmt.Errorf("%w: OpenWebUI resolved the token to another user", ErrUnauthenticated)}
 	case err == nil:
+		// OpenWebUI serves the call as the user it names, even should that
+		// differ from the claim we read: that user pays.
 		return entry{user: u, expires: until}
 	case errors.Is(err, ErrUnauthenticated):
 		// Signed but revoked, or the user was deleted.
 		return entry{err: err, expires: negative}
 	default:
 		return entry{user: User{ID: cl.ID, Role: "user"}}
+	}
+}
+
+// lookupEntry is the cache entry for what OpenWebUI answers about token:
+// its user, or a refusal remembered until negative; failures to answer are
+// not cached.
+func (r *Resolver) lookupEntry(ctx context.Context, token string, now, negative time.Time) entry {
+	u, err := r.lookup(ctx, token)
+	switch {
+	case err == nil:
+		u.APIKey = strings.HasPrefix(token, "sk-")
+		return entry{user: u, expires: now.Add(r.ttl)}
+	case errors.Is(err, ErrUnauthenticated), errors.Is(err, ErrForbidden):
+		return entry{err: err, expires: negative}
+	default:
+		return entry{err: err}
 	}
 }
 
@@ -235,8 +254,10 @@ func (r *Resolver) lookup(ctx context.Context, token string) (User, error) {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxLookupBody))
 	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return User{}, fmt.Errorf("%w: OpenWebUI answered %d", ErrUnauthenticated, resp.StatusCode)
+	case resp.StatusCode == http.StatusUnauthorized:
+		return User{}, fmt.Errorf("%w: OpenWebUI answered 401", ErrUnauthenticated)
+	case resp.StatusCode == http.StatusForbidden:
+		return User{}, fmt.Errorf("%w: GET /api/v1/auths/ answered 403", ErrForbidden)
 	case resp.StatusCode != http.StatusOK:
 		return User{}, fmt.Errorf("%w: GET /api/v1/auths/ answered %d", ErrUnavailable, resp.StatusCode)
 	case err != nil:
