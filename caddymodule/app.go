@@ -100,10 +100,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	})
 	a.gate = edge.New(a.ledger, counter, resolver, edge.Config{
 		Enforce: s.Enforce, InjectUsage: s.InjectUsage, StripBackground: s.StripBackground,
-		HoldTTL: s.HoldTTL, MaxBodyBytes: s.MaxBodyBytes,
+		HoldTTL: s.HoldTTL, MaxBodyBytes: s.MaxBodyBytes, APIKeyHeader: s.APIKeyHeader,
 	}, a.log)
-	if s.OpenWebUI == "" && s.WebUISecretKey == "" {
-		a.log.Warn("neither openwebui (OPENWEBUI_DOMAIN) nor webui_secret_key (WEBUI_SECRET_KEY) is set: model calls cannot be attributed to users and pass unmetered")
+	if s.OpenWebUI == "" {
+		if s.Enforce {
+			a.log.Warn("openwebui (OPENWEBUI_DOMAIN) is not set: model calls through this proxy cannot be attributed to users and are refused with 503")
+		} else {
+			a.log.Warn("openwebui (OPENWEBUI_DOMAIN) is not set: model calls through this proxy cannot be attributed to users and pass unmetered")
+		}
 	}
 	if s.APIKey == "" {
 		a.log.Warn("no api_key (API_KEY) is set: /api/v1/inlet and /api/v1/outlet refuse every call")

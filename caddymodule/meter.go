@@ -25,8 +25,8 @@ func init() {
 // the real provider. It sees every model call OpenWebUI makes (background
 // tasks and tool rounds included), charges each to the user OpenWebUI
 // forwards, and refuses calls a balance cannot cover. It shares the app's
-// store and ledger with openwebui_monitor; when both run, this one charges
-// and the others only gate.
+// store and ledger with openwebui_monitor; when both see a call, this one
+// adopts the front's hold and charges, and the others only gate.
 type Meter struct {
 	app *App
 	cfg edge.ProviderConfig
@@ -40,7 +40,7 @@ func (Meter) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision fetches the app and tells its ledger a provider meter charges.
+// Provision fetches the app.
 func (m *Meter) Provision(ctx caddy.Context) error {
 	appIface, err := ctx.App("openwebui_monitor")
 	if err != nil {
@@ -53,7 +53,6 @@ func (m *Meter) Provision(ctx caddy.Context) error {
 		UserJWTSecret: s.ForwardUserSecret,
 		SystemUser:    identity.User{ID: s.SystemUser, Name: "System", Role: "system"},
 	}
-	m.app.ledger.ExpectProviderMeter()
 	return nil
 }
 

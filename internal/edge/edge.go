@@ -40,6 +40,7 @@ type Config struct {
 	StripBackground bool          // keep API-key chats out of OpenWebUI's background mode
 	HoldTTL         time.Duration // when an unsettled hold is released
 	MaxBodyBytes    int64         // largest model-call body read
+	APIKeyHeader    string        // OpenWebUI's CUSTOM_API_KEY_HEADER; "" is x-api-key
 }
 
 // Gate gates and meters model calls. It is safe for concurrent use.
@@ -72,7 +73,7 @@ func New(l *ledger.Ledger, counter *tokens.Counter, resolver *identity.Resolver,
 // Identify returns the user a request's credential names, for requests
 // that are not model calls (the websocket's upgrade and polling).
 func (g *Gate) Identify(r *http.Request) (identity.User, bool) {
-	token, _ := identity.Credential(r)
+	token, _ := identity.Credential(r, g.cfg.APIKeyHeader)
 	if token == "" {
 		return identity.User{}, false
 	}
@@ -82,17 +83,20 @@ func (g *Gate) Identify(r *http.Request) (identity.User, bool) {
 
 // Call is one model call on its way through the gate.
 type Call struct {
-	g          *Gate
-	ctx        context.Context
-	user       identity.User
-	kind       openwebui.RouteKind
-	path       string
-	req        openwebui.ModelRequest
-	prompt     int64
-	key        string
-	background bool // a web-UI chat: OpenWebUI answers it over the websocket
-	stripUsage bool // we asked for usage the client did not ask for
-	start      time.Time
+	g           *Gate
+	ctx         context.Context
+	user        identity.User
+	kind        openwebui.RouteKind
+	path        string
+	req         openwebui.ModelRequest
+	prompt      int64
+	key         string
+	background  bool     // a web-UI chat: OpenWebUI answers it over the websocket
+	newChat     bool     // its first turn: OpenWebUI names the chat in its answer
+	answer      []byte   // the start of a new chat's answer
+	webMessages []string // the messages OpenWebUI answers over the websocket
+	stripUsage  bool     // we asked for usage the client did not ask for
+	start       time.Time
 
 	source    string // store.SourceEdge or store.SourceProvider
 	enforce   bool   // refuse what the balance cannot cover
@@ -113,27 +117,69 @@ func (c *Call) Metered() bool { return c != nil && c.key != "" }
 // returns the call to meter (the request is rewritten for it), or nil to
 // pass the request on untouched; handled means Begin has answered the
 // request itself.
+//
+// In enforce mode a model call goes on only once its user is known and
+// its cost held: a call whose user OpenWebUI cannot name (it is down, or
+// refuses to say) is refused, never passed on unmetered. Only a call with
+// no credential, or one OpenWebUI itself refuses (401), passes: OpenWebUI
+// answers it with its own 401.
 func (g *Gate) Begin(w http.ResponseWriter, r *http.Request) (call *Call, handled bool) {
 	kind, ok := openwebui.ClassifyRoute(r.Method, r.URL.Path)
 	if !ok {
 		return nil, false
 	}
-	token, _ := identity.Credential(r)
+	token, _ := identity.Credential(r, g.cfg.APIKeyHeader)
+	// Identity travels in the credential only; never let a client speak
+	// for OpenWebUI (the API-key header may be named X-OpenWebUI-…).
+	dropOpenWebUIHeaders(r.Header, g.cfg.APIKeyHeader)
 	if token == "" {
 		return nil, false // OpenWebUI answers unauthenticated calls itself
 	}
-	user, err := g.resolver.Resolve(r.Context(), token)
-	if err != nil {
-		if !errors.Is(err, identity.ErrUnauthenticated) {
-			g.log.Warn("cannot identify a model call; passing it to OpenWebUI unmetered", "error", err)
-		}
-		return nil, false
-	}
-	// Identity travels in the credential only; never let a client speak for OpenWebUI.
-	dropOpenWebUIHeaders(r.Header)
-	c := &Call{g: g, ctx: r.Context(), user: user, kind: kind, path: r.URL.Path, start: time.Now(),
+	c := &Call{g: g, ctx: r.Context(), kind: kind, path: r.URL.Path, start: time.Now(),
 		source: store.SourceEdge, enforce: g.cfg.Enforce}
+	user, err := g.resolver.Resolve(r.Context(), token)
+	switch {
+	case err == nil:
+	case errors.Is(err, identity.ErrUnauthenticated):
+		return nil, false // OpenWebUI refuses it too
+	case !c.enforce:
+		g.log.Warn("cannot identify a model call; monitor mode passes it unmetered", "path", r.URL.Path, "error", err)
+		return nil, false
+	case errors.Is(err, identity.ErrForbidden):
+		g.log.Warn("OpenWebUI would not say who an API key belongs to; refused the call", "path", r.URL.Path, "error", err)
+		c.refuse(w, http.StatusForbidden, "The usage monitor cannot tell whose API key this is: OpenWebUI refused GET /api/v1/auths/ for it. "+
+			"If API keys are restricted to some endpoints, an administrator must add /api/v1/auths to the allowed endpoints.", "api_key_lookup_forbidden")
+		return nil, true
+	default:
+		g.log.Error("cannot identify a model call; refused it", "path", r.URL.Path, "error", err)
+		c.refuse(w, http.StatusServiceUnavailable, "The usage monitor cannot reach OpenWebUI to identify you; try again shortly.", "identity_unavailable")
+		return nil, true
+	}
+	c.user = user
+	if kind == openwebui.RouteGated {
+		return nil, c.admitGated(w)
+	}
 	return c.admitted(w, r)
+}
+
+// admitGated admits a call whose tokens OpenWebUI spends out of our sight
+// (the provider meter counts them): a blocked user, or one with nothing
+// left, is refused. It reports whether it answered the request.
+func (c *Call) admitGated(w http.ResponseWriter) bool {
+	if !c.enforce {
+		return false
+	}
+	res, err := c.g.ledger.Admit(context.WithoutCancel(c.ctx), userInfo(c.user))
+	if err != nil {
+		c.g.log.Error("cannot read a balance", "error", err)
+		c.refuse(w, http.StatusServiceUnavailable, "The usage monitor's database is unavailable; try again shortly.", "service_unavailable")
+		return true
+	}
+	if !res.Allowed {
+		c.refuseBalance(w, res)
+		return true
+	}
+	return false
 }
 
 // admitted is admit's outcome as Begin returns it.
@@ -144,9 +190,10 @@ func (c *Call) admitted(w http.ResponseWriter, r *http.Request) (*Call, bool) {
 	return c, false
 }
 
-func dropOpenWebUIHeaders(h http.Header) {
+func dropOpenWebUIHeaders(h http.Header, keep string) {
+	keep = http.CanonicalHeaderKey(keep)
 	for name := range h {
-		if strings.HasPrefix(name, "X-Openwebui-") {
+		if strings.HasPrefix(name, "X-Openwebui-") && name != keep {
 			h.Del(name)
 		}
 	}
@@ -171,14 +218,14 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 			return true
 		}
 		if c.req, err = openwebui.InspectRequest(c.kind, raw); err != nil {
-			var fe *openwebui.FieldError
-			if errors.As(err, &fe) && fe.Field == "body" {
-				// The upstream refuses what it cannot parse; there is nothing to meter.
+			// What we cannot read may still be read upstream (Python's json
+			// takes NaN; a field of the wrong type may be coerced): it may
+			// not pass unmetered, except in monitor mode, which never refuses.
+			if !c.enforce {
+				g.log.Warn("cannot read a model call; monitor mode passes it unmetered", "path", c.path, "error", err)
 				setBody(r, raw)
 				return false
 			}
-			// Valid JSON with a field of the wrong type: an upstream might
-			// still answer it, so it may not pass unmetered.
 			c.refuse(w, http.StatusBadRequest, "Invalid request: "+err.Error(), "invalid_request")
 			return true
 		}
@@ -194,6 +241,11 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 		// Uploads name their model inside a multipart form we do not read:
 		// they are priced (per message) under the purpose's name.
 		c.req.Model = c.label
+	}
+	if c.newChat {
+		// OpenWebUI creates the chat: hold under a placeholder until its
+		// answer (or the websocket) names it.
+		c.chatID = store.NewChatID
 	}
 	key := c.holdKey()
 	res, err := g.ledger.Hold(context.WithoutCancel(r.Context()), ledger.Hold{
@@ -214,14 +266,14 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 	}
 	c.local = res.Local
 	if !res.Allowed {
-		msg := fmt.Sprintf("Insufficient balance: %s left, and this request needs %s.", res.Balance, res.Amount)
-		if res.Blocked {
-			msg = "Your account may not use models at the moment; ask an administrator."
-		}
-		c.refuse(w, http.StatusPaymentRequired, msg, "insufficient_balance")
+		c.refuseBalance(w, res)
 		return true
 	}
 	c.key = key
+	if res.Adopted {
+		// The front's hold for this call: charge under its key and message.
+		c.key, c.chatID, c.messageID = res.Key, res.ChatID, res.MessageID
+	}
 	if c.background {
 		c.rememberWebChat(raw)
 	}
@@ -230,19 +282,24 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 	return false
 }
 
-// rewrite makes the body meterable: API-key chats leave background mode,
+// rewrite makes the body meterable: API-key chats are answered over HTTP,
 // and streaming OpenAI-style calls ask for a usage report.
 func (c *Call) rewrite(body []byte) []byte {
 	if c.source == store.SourceEdge && c.kind == openwebui.RouteChat {
-		hasBackground := c.req.SessionID != "" || c.req.ChatID != ""
 		switch {
-		case c.user.APIKey && hasBackground && c.g.cfg.StripBackground:
+		case c.user.APIKey && c.g.cfg.StripBackground:
+			// Every field that makes OpenWebUI manage a chat goes: with
+			// them it may answer in the background, or consume the stream
+			// itself and answer null (main.py chat_completion).
 			if b, changed := openwebui.StripBackgroundFields(body); changed {
 				body = b
-				c.req.SessionID, c.req.ChatID, c.req.MessageID = "", "", ""
+				c.req.SessionID, c.req.ChatID, c.req.MessageID, c.req.NewChat = "", "", "", false
 			}
-		case !c.user.APIKey && c.req.ChatID != "" && c.req.MessageID != "":
-			c.background = true // answered over the websocket; a report settles it
+		case c.req.MessageID != "" && (c.req.ChatID != "" || c.req.NewChat):
+			// A web-UI chat: OpenWebUI answers over the websocket (or
+			// consumes the stream itself), where a report settles it.
+			c.background = true
+			c.newChat = c.req.NewChat
 		}
 		if c.user.APIKey && c.req.ChatID == "" && c.req.MessageID == "" {
 			// Name the message, as the web UI does: OpenWebUI (0.10+) hands
@@ -270,7 +327,7 @@ func (c *Call) holdKey() string {
 		return "provider/" + newID() // one record per provider call; a message may take several
 	}
 	if c.req.MessageID != "" {
-		return ledger.Key(c.req.ChatID, c.req.MessageID)
+		return ledger.Key(c.chatID, c.req.MessageID)
 	}
 	return "edge/" + newID()
 }
@@ -328,11 +385,18 @@ func (c *Call) Header(status int, h http.Header) {
 
 // Write observes a chunk of the answer and returns the bytes to send on.
 func (c *Call) Write(p []byte) []byte {
+	if c.newChat && len(c.answer) < maxNewChatAnswer {
+		c.answer = append(c.answer, p[:min(len(p), maxNewChatAnswer-len(c.answer))]...)
+	}
 	if c.meter == nil {
 		return p
 	}
 	return c.meter.Write(p)
 }
+
+// maxNewChatAnswer bounds what is kept of the answer to a new chat's first
+// turn: {"status": true, "task_ids": […], "chat_id": "…"}.
+const maxNewChatAnswer = 4 << 10
 
 // Close returns what the meter still held when the answer ended.
 func (c *Call) Close() []byte {
@@ -349,6 +413,12 @@ func (c *Call) End() {
 		return
 	}
 	c.settled = true
+	if c.source == store.SourceEdge && c.local.Adopted() {
+		return // the provider meter adopted the hold: it charges the call
+	}
+	if c.newChat {
+		c.g.newChatAnswered(c)
+	}
 	ctx := context.WithoutCancel(c.ctx)
 	a := ledger.Answer{
 		User:  userInfo(c.user),
@@ -415,27 +485,52 @@ func setBody(r *http.Request, body []byte) {
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 }
 
-// refuse answers the request instead of the upstream, in the shape its
-// caller reads.
-func (c *Call) refuse(w http.ResponseWriter, status int, msg, kind string) {
-	if c.source == store.SourceProvider {
-		writeProviderError(w, c.path, c.kind, status, msg, kind)
-		return
+// refuseBalance refuses a call the user's balance cannot cover, or a
+// blocked user's, with 402: OpenWebUI shows it in the chat (never 401,
+// which logs OpenWebUI users out).
+func (c *Call) refuseBalance(w http.ResponseWriter, res ledger.HoldResult) {
+	msg := fmt.Sprintf("Insufficient balance: %s left, and this request needs %s.", res.Balance, res.Amount)
+	if res.Amount == 0 {
+		msg = fmt.Sprintf("Insufficient balance: %s left.", res.Balance)
 	}
-	writeRefusal(w, status, msg, kind)
+	if res.Blocked {
+		msg = "Your account may not use models at the moment; ask an administrator."
+	}
+	c.refuse(w, http.StatusPaymentRequired, msg, "insufficient_balance")
 }
 
-// writeRefusal answers in the shape OpenWebUI shows in the chat ("detail",
-// every version) and OpenAI clients understand ("error"). Never 401: that
-// logs OpenWebUI users out.
-func writeRefusal(w http.ResponseWriter, status int, msg, kind string) {
-	body, _ := json.Marshal(map[string]any{
-		"detail": msg,
-		"error":  map[string]string{"message": msg, "type": kind, "code": kind},
-	})
+// refuse answers the request instead of the upstream, in the error shape
+// its client reads: Ollama's {"error": "…"} on Ollama's native API,
+// Anthropic's typed error on the Messages API, OpenAI's error object
+// elsewhere. In front of OpenWebUI the answer also carries "detail", which
+// OpenWebUI's web UI shows in every version.
+func (c *Call) refuse(w http.ResponseWriter, status int, msg, code string) {
+	var body map[string]any
+	switch {
+	case c.ollamaNative():
+		body = map[string]any{"error": msg}
+	case c.kind == openwebui.RouteAnthropic:
+		body = map[string]any{"type": "error", "error": map[string]string{"type": code, "message": msg}}
+	default:
+		body = map[string]any{"error": map[string]any{"message": msg, "type": code, "code": code, "param": nil}}
+	}
+	if c.source == store.SourceEdge {
+		body["detail"] = msg
+	}
+	b, _ := json.Marshal(body) // strings and maps of strings: always encodes
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	_, _ = w.Write(b)
+}
+
+// ollamaNative reports whether the call speaks Ollama's own API, whose
+// clients read "error" as a string: /ollama/api/… in front of OpenWebUI,
+// /api/… on the provider hop.
+func (c *Call) ollamaNative() bool {
+	if c.source == store.SourceProvider {
+		return strings.HasPrefix(c.path, "/api/")
+	}
+	return strings.HasPrefix(c.path, "/ollama/api/")
 }
 
 // openAIStyle routes speak OpenAI's chat or completions API, where a

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
@@ -36,26 +35,27 @@ type ProviderConfig struct {
 // identity headers never reach the provider.
 func (g *Gate) BeginProvider(w http.ResponseWriter, r *http.Request, pc ProviderConfig) (call *Call, handled bool) {
 	kind, isModelCall := openwebui.ClassifyProviderRoute(r.Method, r.URL.Path)
+	c := &Call{g: g, ctx: r.Context(), kind: kind, path: r.URL.Path, start: time.Now(),
+		source: store.SourceProvider, enforce: g.cfg.Enforce}
 	if !sharedKeyOK(r, pc.SharedKey) {
-		writeProviderError(w, r.URL.Path, kind, http.StatusUnauthorized,
+		c.refuse(w, http.StatusUnauthorized,
 			"Incorrect API key for the usage meter: set the connection's key in OpenWebUI to the meter's provider_key.", "invalid_api_key")
 		return nil, true
 	}
 	r.Header.Del("Authorization")
 	r.Header.Del("X-Api-Key")
 	fwd, named, err := identity.FromForwardedHeaders(r.Header, pc.UserJWTSecret, time.Now())
-	dropOpenWebUIHeaders(r.Header)
+	dropOpenWebUIHeaders(r.Header, "")
 	if !isModelCall {
 		return nil, false
 	}
 	if err != nil {
 		g.log.Warn("refused a model call whose forwarded user cannot be trusted", "error", err)
-		writeProviderError(w, r.URL.Path, kind, http.StatusForbidden,
+		c.refuse(w, http.StatusForbidden,
 			"The usage meter cannot trust the user this call names: "+strings.TrimPrefix(err.Error(), identity.ErrForgedIdentity.Error()+": "), "invalid_user_identity")
 		return nil, true
 	}
-	c := &Call{g: g, ctx: r.Context(), user: fwd.User, kind: kind, path: r.URL.Path, start: time.Now(),
-		source: store.SourceProvider, enforce: g.cfg.Enforce, chatID: fwd.ChatID, messageID: fwd.MessageID}
+	c.user, c.chatID, c.messageID = fwd.User, fwd.ChatID, fwd.MessageID
 	if !named {
 		c.user = pc.SystemUser
 		c.enforce = false
@@ -72,24 +72,4 @@ func sharedKeyOK(r *http.Request, shared identity.Secret) bool {
 		got = r.Header.Get("X-Api-Key")
 	}
 	return shared.Matches(got)
-}
-
-// writeProviderError answers in the error format of the API the caller
-// spoke: Ollama's {"error": "..."}, Anthropic's typed error, or OpenAI's
-// {"error": {"message", "type", "code"}}. OpenWebUI shows each one's
-// message in the chat.
-func writeProviderError(w http.ResponseWriter, path string, kind openwebui.RouteKind, status int, msg, code string) {
-	var body any
-	switch {
-	case strings.HasPrefix(path, "/api/"): // Ollama's own API
-		body = map[string]string{"error": msg}
-	case kind == openwebui.RouteAnthropic:
-		body = map[string]any{"type": "error", "error": map[string]string{"type": code, "message": msg}}
-	default:
-		body = map[string]any{"error": map[string]any{"message": msg, "type": code, "code": code, "param": nil}}
-	}
-	b, _ := json.Marshal(body) // maps of strings: always encodes
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
 }

@@ -1,6 +1,7 @@
 package openwebui
 
 import (
+	"bytes"
 	"strings"
 
 	"github.com/openwebui-monitor/owmon/internal/tokens"
@@ -16,6 +17,9 @@ type ModelRequest struct {
 
 	// OpenWebUI web UI fields: top-level chat_id, id and session_id.
 	ChatID, MessageID, SessionID string
+	// NewChat: "parent_id" is null and there is no chat id, so OpenWebUI
+	// creates a chat for the call (main.py chat_completion, is_new_chat).
+	NewChat bool
 
 	Messages gjson.Result // "messages": chat, Anthropic, Ollama chat
 	// Prompt is "prompt" (completions, Ollama generate) or "input" when it is
@@ -40,7 +44,7 @@ func InspectRequest(route RouteKind, body []byte) (ModelRequest, error) {
 	if err != nil {
 		return r, err
 	}
-	var model, stream, opts, chatID, id, sessionID, messages, prompt, input, system, instructions gjson.Result
+	var model, stream, opts, chatID, id, sessionID, parentID, messages, prompt, input, system, instructions gjson.Result
 	root.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "model":
@@ -55,6 +59,8 @@ func InspectRequest(route RouteKind, body []byte) (ModelRequest, error) {
 			id = v
 		case "session_id":
 			sessionID = v
+		case "parent_id":
+			parentID = v
 		case "messages":
 			messages = v
 		case "prompt":
@@ -82,6 +88,7 @@ func InspectRequest(route RouteKind, body []byte) (ModelRequest, error) {
 	if r.SessionID, err = optString(sessionID, "session_id"); err != nil {
 		return r, err
 	}
+	r.NewChat = parentID.Exists() && parentID.Type == gjson.Null && r.ChatID == ""
 	switch {
 	case isNull(stream):
 		r.Stream = route == RouteOllama // Ollama streams unless told otherwise
@@ -300,9 +307,13 @@ func InjectIncludeUsage(body []byte) ([]byte, bool) {
 	return out, true
 }
 
-// backgroundFields make OpenWebUI (0.5 to 0.11) run /api/chat/completions as
-// a background task whose answer goes over the websocket instead of the HTTP
-// response. parent_message is the old name of user_message.
+// backgroundFields make OpenWebUI (0.5 to 0.11) manage a chat for
+// /api/chat/completions: run it as a background task whose answer goes over
+// the websocket (session_id with chat_id), or save it and consume the stream
+// on the server, answering null over HTTP ("parent_id": null without
+// chat_id creates a chat, and a chat id with a message id gets an event
+// emitter: main.py chat_completion, utils/middleware.py). parent_message is
+// the old name of user_message; new_chat a legacy flag.
 var backgroundFields = map[string]bool{
 	"session_id":       true,
 	"chat_id":          true,
@@ -312,6 +323,7 @@ var backgroundFields = map[string]bool{
 	"user_message":     true,
 	"parent_message":   true,
 	"background_tasks": true,
+	"new_chat":         true,
 }
 
 // StripBackgroundFields removes the top-level fields that would turn an API
@@ -367,6 +379,11 @@ func deleteMembers(body []byte, root gjson.Result, drop func(key string) bool) (
 // (Result.Index) are offsets into body.
 func parseObject(body []byte) (gjson.Result, error) {
 	if !gjson.ValidBytes(body) {
+		if bytes.Contains(body, []byte("NaN")) || bytes.Contains(body, []byte("Infinity")) {
+			// Python's json (OpenWebUI's parser) takes these; a gate that
+			// could not price such a call must not let it through.
+			return gjson.Result{}, fieldErr("body", "is not valid JSON (NaN and Infinity are not JSON numbers)")
+		}
 		return gjson.Result{}, fieldErr("body", "is not valid JSON")
 	}
 	root := gjson.ParseBytes(body)

@@ -32,6 +32,12 @@ const (
 	RouteAudio
 	// RouteAudioUpload is speech to text (multipart upload).
 	RouteAudioUpload
+	// RouteGated spends tokens inside OpenWebUI (a compaction, an
+	// automation, a model mention in a channel, an action, embeddings of
+	// files, knowledge and memories, the /openai passthrough) without an
+	// answer the gate can read: its caller is admitted or refused, its
+	// tokens are the provider meter's to count.
+	RouteGated
 )
 
 var routeNames = [...]string{
@@ -47,6 +53,7 @@ var routeNames = [...]string{
 	RouteImageUpload: "image_upload",
 	RouteAudio:       "audio",
 	RouteAudioUpload: "audio_upload",
+	RouteGated:       "gated",
 }
 
 func (k RouteKind) String() string {
@@ -76,6 +83,9 @@ func ClassifyRoute(method, path string) (RouteKind, bool) {
 	}
 	if k := exactRoute(path); k != RouteNone {
 		return k, true
+	}
+	if gatedRoute(path) {
+		return RouteGated, true
 	}
 	if rest, ok := strings.CutPrefix(path, "/ollama/"); ok {
 		if k := ollamaRoute(rest); k != RouteNone {
@@ -128,6 +138,63 @@ func exactRoute(path string) RouteKind {
 		return RouteAudioUpload
 	}
 	return RouteNone
+}
+
+// gatedRoute reports whether a POST to path makes OpenWebUI spend tokens
+// in ways the gate cannot meter from the answer (research notes, first
+// section §7): chats.py compact, automations.py run, channels.py
+// post_new_message (a model mention), main.py chat_action, the retrieval,
+// file, knowledge and memory routes that embed, and openai.py's proxy
+// catch-all (its config routes excepted).
+func gatedRoute(path string) bool {
+	if rest, ok := strings.CutPrefix(path, "/openai/"); ok {
+		switch rest {
+		case "config/update", "verify", "urls/update", "keys/update":
+			return false
+		}
+		return rest != ""
+	}
+	if rest, ok := strings.CutPrefix(path, "/api/chat/actions/"); ok {
+		return rest != "" && strings.IndexByte(rest, '/') < 0
+	}
+	rest, ok := strings.CutPrefix(path, "/api/v1/")
+	if !ok {
+		return false
+	}
+	switch rest {
+	case "files", "files/",
+		"retrieval/query/doc", "retrieval/query/collection",
+		"knowledge/reindex",
+		"memories/add", "memories/update", "memories/query", "memories/search":
+		return true
+	}
+	if strings.HasPrefix(rest, "retrieval/process/") {
+		return true
+	}
+	// {collection}/{id}/{action…}
+	collection, rest, ok := strings.Cut(rest, "/")
+	if !ok {
+		return false
+	}
+	id, action, ok := strings.Cut(rest, "/")
+	if !ok || id == "" {
+		return false
+	}
+	switch collection {
+	case "chats":
+		return action == "compact"
+	case "automations":
+		return action == "run"
+	case "channels":
+		return action == "messages/post"
+	case "files":
+		return action == "data/content/update"
+	case "knowledge":
+		return action == "file/add" || action == "file/update" || action == "files/batch/add"
+	case "memories":
+		return action == "update"
+	}
+	return false
 }
 
 // ollamaRoute classifies a path under /ollama/ without its /{url_idx}.

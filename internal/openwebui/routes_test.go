@@ -59,7 +59,34 @@ func TestClassifyRoute(t *testing.T) {
 		{"POST", "/api/v1/audio/transcriptions", RouteAudioUpload},
 		{"POST", "/openai/audio/transcriptions", RouteAudioUpload},
 
+		// Spending inside OpenWebUI: gated, metered by the provider meter.
+		{"POST", "/api/v1/chats/abc/compact", RouteGated},
+		{"POST", "/api/v1/automations/a1/run", RouteGated},
+		{"POST", "/api/v1/channels/c1/messages/post", RouteGated},
+		{"POST", "/api/chat/actions/x", RouteGated},
+		{"POST", "/api/v1/retrieval/process/file", RouteGated},
+		{"POST", "/api/v1/retrieval/process/web/search", RouteGated},
+		{"POST", "/api/v1/retrieval/query/doc", RouteGated},
+		{"POST", "/api/v1/files/", RouteGated},
+		{"POST", "/api/v1/files", RouteGated},
+		{"POST", "/api/v1/files/f1/data/content/update", RouteGated},
+		{"POST", "/api/v1/knowledge/k1/file/add", RouteGated},
+		{"POST", "/api/v1/knowledge/k1/files/batch/add", RouteGated},
+		{"POST", "/api/v1/knowledge/reindex", RouteGated},
+		{"POST", "/api/v1/memories/add", RouteGated},
+		{"POST", "/api/v1/memories/query", RouteGated},
+		{"POST", "/api/v1/memories/m1/update", RouteGated},
+		{"POST", "/openai/audio/translations", RouteGated},
+		{"POST", "/openai/moderations", RouteGated},
+
 		// Not model calls.
+		{"POST", "/api/v1/chats/abc/pin", RouteNone},
+		{"POST", "/api/v1/channels/c1/messages/m1/update", RouteNone},
+		{"POST", "/api/v1/knowledge/create", RouteNone},
+		{"POST", "/api/v1/memories/reset", RouteNone},
+		{"POST", "/api/chat/actions/", RouteNone},
+		{"POST", "/openai/", RouteNone},
+		{"GET", "/openai/models", RouteNone},
 		{"GET", "/api/chat/completions", RouteNone},
 		{"post", "/api/chat/completions", RouteNone},
 		{"PUT", "/openai/chat/completions", RouteNone},
@@ -68,7 +95,6 @@ func TestClassifyRoute(t *testing.T) {
 		{"POST", "/api/message/count_tokens", RouteNone},
 		{"POST", "/ollama/v1/messages/count_tokens", RouteNone},
 		{"POST", "/api/chat/completed", RouteNone},
-		{"POST", "/api/chat/actions/x", RouteNone},
 		{"POST", "/api/tasks/stop/abc", RouteNone},
 		{"POST", "/api/tasks/chat/abc/stop", RouteNone},
 		{"POST", "/api/v1/tasks/config/update", RouteNone},
@@ -90,7 +116,6 @@ func TestClassifyRoute(t *testing.T) {
 		{"POST", "/ollama", RouteNone},
 		{"POST", "/api/v1/chats/new", RouteNone},
 		{"POST", "/api/v1/chats/abc", RouteNone},
-		{"POST", "/api/v1/files/", RouteNone},
 		{"POST", "/api/v1/auths/signin", RouteNone},
 		{"POST", "/api/v1/images/config/update", RouteNone},
 		{"POST", "/api/v1/audio/config/update", RouteNone},
@@ -108,7 +133,8 @@ func TestClassifyRoute(t *testing.T) {
 }
 
 func TestClassifyRouteAllocs(t *testing.T) {
-	paths := []string{"/api/chat/completions", "/ollama/api/chat/3", "/api/v1/tasks/title/completions", "/static/x.js", "/ollama/api/pull"}
+	paths := []string{"/api/chat/completions", "/ollama/api/chat/3", "/api/v1/tasks/title/completions", "/static/x.js", "/ollama/api/pull",
+		"/api/v1/chats/abc/compact", "/api/v1/knowledge/k/file/add", "/openai/moderations", "/api/v1/users/u/settings"}
 	allocs := testing.AllocsPerRun(100, func() {
 		for _, p := range paths {
 			ClassifyRoute("POST", p)
@@ -137,6 +163,7 @@ func TestRouteKindReadsBodyAndString(t *testing.T) {
 		{RouteImageUpload, false, "image_upload"},
 		{RouteAudio, true, "audio"},
 		{RouteAudioUpload, false, "audio_upload"},
+		{RouteGated, false, "gated"},
 		{RouteKind(99), false, "RouteKind(99)"},
 	}
 	for _, tt := range tests {
