@@ -339,11 +339,12 @@ func TestModelTest(t *testing.T) {
 			t.Fatalf("OpenWebUI saw Authorization %q", auth)
 		}
 
-		// The provider fails: 200 with success false, OpenWebUI's status and detail.
+		// The provider fails: 200 with success false, OpenWebUI's status and
+		// detail (OpenWebUI answers a failed call outside a chat with 400).
 		o.provider.SetReply(fakeowui.Reply{Status: 500, Message: "upstream exploded"})
 		status, r, _ = o.call(t, "POST", "/api/v1/models/test", `{"modelId": "gpt-4o"}`)
 		if status != 200 || r.Get("success").Bool() || r.Get("response").Str != "" || !r.Get("response").Exists() ||
-			!strings.Contains(r.Get("message").Str, "500") || !strings.Contains(r.Get("message").Str, "upstream exploded") {
+			!strings.Contains(r.Get("message").Str, "400") || !strings.Contains(r.Get("message").Str, "upstream exploded") {
 			t.Fatalf("failure %d %s", status, r.Raw)
 		}
 
@@ -351,7 +352,7 @@ func TestModelTest(t *testing.T) {
 		bad := e.withAPI(t, o.owui.URL(), "sk-wrong")
 		status, r, _ = bad.call(t, "POST", "/api/v1/models/test", `{"modelId": "gpt-4o"}`)
 		if status != 200 || r.Get("success").Bool() || !strings.Contains(r.Get("message").Str, "401") ||
-			!strings.Contains(r.Get("message").Str, fakeowui.DetailInvalidToken) {
+			!strings.Contains(r.Get("message").Str, fakeowui.DetailSessionExpired) {
 			t.Fatalf("wrong key %d %s", status, r.Raw)
 		}
 

@@ -6,17 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/tidwall/gjson"
 )
-
-// turn names the chat turn a provider call belongs to.
-type turn struct {
-	chatID, messageID string
-}
 
 // Event is one socket.io event the fake sent to a user's sockets: the
 // payload of 42["events", <Payload>] (§5).
@@ -42,77 +37,110 @@ func (o *OpenWebUI) Events() []Event {
 // WaitBackground waits until every background chat started so far ended.
 func (o *OpenWebUI) WaitBackground() { o.running.Wait() }
 
-// providerHeaders sets what OpenWebUI sends a provider: the connection's
-// key and, with ENABLE_FORWARD_USER_INFO_HEADERS, who the call is for
-// (utils/headers.py, §9).
-func providerHeaders(h http.Header, u fakeUser, t turn, opts OpenWebUIOptions) {
-	h.Set("Content-Type", "application/json")
-	if opts.ProviderKey != "" {
-		h.Set("Authorization", "Bearer "+opts.ProviderKey)
-	}
-	if !opts.ForwardUserInfo {
-		return
-	}
-	if opts.ForwardUserJWTSecret != "" {
-		now := time.Now().Unix()
-		h.Set("X-OpenWebUI-User-Jwt", SignJWT(opts.ForwardUserJWTSecret, map[string]any{
-			"sub": u.id, "email": u.email, "name": u.name, "role": u.role,
-			"iss": "open-webui", "iat": now, "exp": now + 300,
-		}))
-	} else {
-		h.Set("X-OpenWebUI-User-Id", u.id)
-		h.Set("X-OpenWebUI-User-Email", u.email)
-		h.Set("X-OpenWebUI-User-Name", u.name)
-		h.Set("X-OpenWebUI-User-Role", u.role)
-	}
-	if t.chatID != "" {
-		h.Set("X-OpenWebUI-Chat-Id", t.chatID)
-	}
-	if t.messageID != "" {
-		h.Set("X-OpenWebUI-Message-Id", t.messageID)
-	}
-}
-
-// startBackground runs a background-mode chat the way OpenWebUI 0.10+
-// does (§3b, §3c, §5): chat:active, then the provider call (plus
-// opts.ToolRounds tool-calling rounds for the same message), each content
-// piece as chat:completion {"output"}, usage as chat:completion {"usage"}
-// summed over the calls (merge_usage), and at the end chat:completion
-// {"done": true, "output", "title", "usage"}; then, with TitleGeneration,
-// the title task. POST /api/tasks/chat/{chat_id}/stop cancels it: the
-// user's sockets get chat:tasks:cancel and no done event.
-func (o *OpenWebUI) startBackground(u fakeUser, chatID, messageID string, body map[string]json.RawMessage, opts OpenWebUIOptions) {
+// startBackground runs one background task of a chat (main.py
+// chat_completion's fan-out, process_chat) the way OpenWebUI 0.11 does
+// (§3b, §3c, §5): runChat for the task's message, then, when it was the
+// chat's last running task, chat:active false (process_chat's finally).
+// POST /api/tasks/chat/{chat_id}/stop cancels it: the user's sockets get
+// chat:tasks:cancel and no done event.
+func (o *OpenWebUI) startBackground(u fakeUser, t turn, taskID string, req pyBody, opts OpenWebUIOptions, title bool) {
 	ctx, cancel := context.WithCancel(o.ctx)
 	o.mu.Lock()
-	o.tasks[chatID] = cancel
+	if o.tasks[t.chatID] == nil {
+		o.tasks[t.chatID] = map[string]context.CancelFunc{}
+	}
+	o.tasks[t.chatID][taskID] = cancel
 	o.mu.Unlock()
 	o.running.Add(1)
 	go func() {
 		defer o.running.Done()
 		defer cancel()
-		o.runBackground(ctx, u, turn{chatID, messageID}, body, opts)
+		// Background title generation sees request.state.metadata, the
+		// chat's metadata without the per-model message id.
+		titleTurn := t
+		titleTurn.messageID, titleTurn.task = "", "title_generation"
+		o.runChat(ctx, u, t, req, opts, title, titleTurn)
 		o.mu.Lock()
-		delete(o.tasks, chatID)
+		delete(o.tasks[t.chatID], taskID)
+		last := len(o.tasks[t.chatID]) == 0
+		if last {
+			delete(o.tasks, t.chatID)
+		}
 		o.mu.Unlock()
+		if last {
+			o.send(u.id, t, "chat:active", map[string]any{"active": false, "folder_id": nil})
+		}
 	}()
 }
 
-func (o *OpenWebUI) runBackground(ctx context.Context, u fakeUser, t turn, body map[string]json.RawMessage, opts OpenWebUIOptions) {
-	send := func(typ string, data map[string]any) {
+// startInitialTitle is main.py chat_completion's run_initial_title_generation
+// for a new chat: the title task runs at once, beside the answer, on the
+// user message and the empty assistant placeholder.
+func (o *OpenWebUI) startInitialTitle(u fakeUser, c chatCall, body pyBody, opts OpenWebUIOptions) {
+	var messages []json.RawMessage
+	json.Unmarshal(body["messages"], &messages)
+	var last []json.RawMessage
+	for i := len(messages) - 1; i >= 0; i-- {
+		if gjson.GetBytes(messages[i], "role").String() == "user" {
+			last = []json.RawMessage{messages[i]}
+			break
+		}
+	}
+	last = append(last, mustJSON(map[string]string{"role": "assistant", "content": ""}))
+	t := c.t
+	t.messageID, t.task = "", "title_generation"
+	model := body["model"]
+	if len(c.entries) > 0 {
+		model = mustJSON(c.entries[0].model)
+	}
+	o.running.Add(1)
+	go func() {
+		defer o.running.Done()
+		o.generateTitle(o.ctx, u, c.t, t, model, last, opts)
+	}()
+}
+
+// chatResult is what runChat saw of the provider.
+type chatResult struct {
+	json []byte // a non-streaming answer's body, nil otherwise
+}
+
+// runChat handles one chat answer as OpenWebUI 0.11 does with an event
+// emitter (utils/middleware.py process_chat_response):
+//
+//   - a stream (streaming_chat_response_handler): each content piece as
+//     chat:completion {"output"}, each usage report as chat:completion
+//     {"usage"} merged over the calls (merge_usage), opts.ToolRounds
+//     native tool-calling rounds (each a new streaming provider call with
+//     the tool call and its result appended), and at the end
+//     chat:completion {"done": true, "output", "title", "usage"};
+//   - a JSON answer (non_streaming_chat_response_handler): when it has
+//     content, first chat:completion with the provider's response as it is
+//     (its usage included), then chat:completion {"done": true, "output",
+//     "title"} without usage; an "error" in it as chat:message:error;
+//   - a provider error (process_chat's except): chat:message:error and
+//     chat:tasks:cancel.
+//
+// Then, with title, the title task (background_tasks_handler). A
+// cancelled ctx sends chat:tasks:cancel and stops.
+func (o *OpenWebUI) runChat(ctx context.Context, u fakeUser, t turn, req pyBody, opts OpenWebUIOptions, title bool, titleTurn turn) chatResult {
+	send := func(typ string, data any) {
 		o.send(u.id, t, typ, data)
 	}
-	send("chat:active", map[string]any{"active": true})
-	defer send("chat:active", map[string]any{"active": false})
-
-	req := map[string]json.RawMessage{"model": body["model"], "messages": body["messages"], "stream": json.RawMessage("true")}
-	if s, ok := body["stream"]; ok {
-		req["stream"] = s
+	fail := func(msg string) {
+		send("chat:message:error", map[string]any{"error": map[string]any{"content": msg}})
+		send("chat:tasks:cancel", map[string]any{})
 	}
-	if so, ok := body["stream_options"]; ok {
-		req["stream_options"] = so
-	}
+	req = maps.Clone(req)
 	var messages []json.RawMessage
-	_ = json.Unmarshal(body["messages"], &messages)
+	_ = json.Unmarshal(req["messages"], &messages)
+	// The chat's history for the title: the tool rounds live in the
+	// assistant message's output, not as messages of their own.
+	history := append([]json.RawMessage(nil), messages...)
+	chatTitle := ""
+	if isSavedChatID(t.chatID) {
+		chatTitle = "New Chat"
+	}
 
 	var content string
 	var usage messageUsage
@@ -125,10 +153,11 @@ func (o *OpenWebUI) runBackground(ctx context.Context, u fakeUser, t turn, body 
 					"id": id, "type": "function", "function": map[string]any{"name": "get_time", "arguments": "{}"}}}}),
 				mustJSON(map[string]any{"role": "tool", "tool_call_id": id, "content": "12:00"}))
 			req["messages"] = mustJSON(messages)
+			req["stream"] = json.RawMessage("true")
 			content += "\n"
 		}
 		prefix := content
-		ok := o.callProvider(ctx, u, t, opts, mustJSON(req), func(text string, callUsage map[string]int64) {
+		res := o.callProvider(ctx, u, t, opts, encodeBody(req), func(text string, callUsage map[string]int64) {
 			if text != "" {
 				content = prefix + text
 				send("chat:completion", map[string]any{"output": output(content, "in_progress")})
@@ -140,63 +169,126 @@ func (o *OpenWebUI) runBackground(ctx context.Context, u fakeUser, t turn, body 
 		})
 		if ctx.Err() != nil {
 			send("chat:tasks:cancel", map[string]any{})
-			return
+			return chatResult{}
 		}
-		if !ok {
-			return
+		if res.err != "" {
+			fail(res.err)
+			return chatResult{}
+		}
+		if !res.streamed {
+			if round > 0 {
+				break // a continuation that did not stream ends the loop
+			}
+			var data map[string]any
+			if json.Unmarshal(res.raw, &data) != nil {
+				return chatResult{json: res.raw}
+			}
+			if e, ok := data["error"]; ok && e != nil {
+				if m, ok := e.(map[string]any); ok {
+					if d, ok := m["detail"]; ok {
+						e = d
+					}
+				}
+				send("chat:message:error", map[string]any{"error": map[string]any{"content": e}})
+			}
+			text := gjson.GetBytes(res.raw, "choices.0.message.content").String()
+			if gjson.GetBytes(res.raw, "choices.0").Exists() && text != "" {
+				send("chat:completion", data)
+				send("chat:completion", map[string]any{"done": true, "output": output(text, "completed"), "title": chatTitle})
+				if title {
+					o.generateTitle(ctx, u, t, titleTurn, req["model"], append(history, mustJSON(map[string]string{"role": "assistant", "content": text})), opts)
+				}
+			}
+			return chatResult{json: res.raw}
 		}
 	}
-	title := "New Chat"
-	done := map[string]any{"done": true, "output": output(content, "completed"), "title": title}
+	done := map[string]any{"done": true, "output": output(content, "completed"), "title": chatTitle}
 	if usage.calls > 0 {
 		done["usage"] = usage.wire()
 	}
 	send("chat:completion", done)
-
-	if opts.TitleGeneration {
-		prompt := "### Task:\nGenerate a concise, 3-5 word title with an emoji summarizing the chat history.\n### Chat History:\n" + content
-		treq := mustJSON(map[string]any{
-			"model":    json.RawMessage(body["model"]),
-			"messages": []any{map[string]string{"role": "user", "content": prompt}},
-			"stream":   false,
-		})
-		o.callProvider(ctx, u, t, opts, treq, func(text string, _ map[string]int64) {
-			if text != "" {
-				send("chat:title", map[string]any{"title": text})
-			}
-		})
+	if title {
+		o.generateTitle(ctx, u, t, titleTurn, req["model"], append(history, mustJSON(map[string]string{"role": "assistant", "content": content})), opts)
 	}
+	return chatResult{}
 }
 
-// callProvider posts one chat completion and reports the answer's text so
-// far and each usage report as they arrive; false when the call failed
-// (the user's sockets got chat:message:error).
-func (o *OpenWebUI) callProvider(ctx context.Context, u fakeUser, t turn, opts OpenWebUIOptions, body []byte, seen func(text string, usage map[string]int64)) bool {
+// generateTitle is background_tasks_handler's title generation
+// (routers/tasks.py generate_title, non-streaming): the title is the
+// "title" of the JSON object in the answer, else the first message's
+// content, sent as chat:title with the title as its data. The call's
+// headers come from t (no message id: request.state.metadata).
+func (o *OpenWebUI) generateTitle(ctx context.Context, u fakeUser, ev, t turn, model json.RawMessage, messages []json.RawMessage, opts OpenWebUIOptions) {
+	if model == nil {
+		model = json.RawMessage("null")
+	}
+	res := o.callProvider(ctx, u, t, opts, titleRequest(model, messages), func(string, map[string]int64) {})
+	if res.err != "" || ctx.Err() != nil {
+		return
+	}
+	answer := gjson.GetBytes(res.raw, "choices.0.message.content").String()
+	title := ""
+	if i, j := strings.Index(answer, "{"), strings.LastIndex(answer, "}"); i >= 0 && j > i {
+		title = gjson.Get(answer[i:j+1], "title").String()
+	}
+	if title == "" && len(messages) > 0 {
+		title = str(json.RawMessage(gjson.GetBytes(messages[0], "content").Raw))
+	}
+	o.send(u.id, ev, "chat:title", title)
+}
+
+// isSavedChatID is utils/chat_id.py is_saved_chat_id: temporary
+// ("temporary:", "local:") and channel chats are not saved.
+func isSavedChatID(id string) bool {
+	return id != "" && !strings.HasPrefix(id, "temporary:") && !strings.HasPrefix(id, "local:") && !strings.HasPrefix(id, "channel:")
+}
+
+// providerResult is one provider call's outcome.
+type providerResult struct {
+	streamed bool
+	raw      []byte // a non-streaming answer's body
+	err      string // the error message, when the call failed
+}
+
+// callProvider posts one chat completion. A stream is reported piece by
+// piece through seen (the answer's text so far and each usage report); a
+// JSON answer comes back in raw. A failed call has err: the message
+// process_chat takes from routers/openai.py's error answer (providerError),
+// or SERVER_CONNECTION_ERROR when the provider could not be reached.
+func (o *OpenWebUI) callProvider(ctx context.Context, u fakeUser, t turn, opts OpenWebUIOptions, body []byte, seen func(text string, usage map[string]int64)) providerResult {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, opts.OpenAIURL+"/chat/completions", bytes.NewReader(body))
 	if err != nil {
-		return false
+		return providerResult{err: err.Error()}
 	}
 	providerHeaders(req.Header, u, t, opts)
 	resp, err := o.client.Do(req)
 	if err != nil {
-		if ctx.Err() == nil {
-			o.send(u.id, t, "chat:message:error", map[string]any{"error": map[string]any{"content": "Open WebUI: Server Connection Error"}})
-		}
-		return false
+		return providerResult{err: "Open WebUI: Server Connection Error"}
 	}
 	defer resp.Body.Close()
+	ct := resp.Header.Get("Content-Type")
 	if resp.StatusCode >= 400 {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		msg := gjson.GetBytes(raw, "error.message").String()
-		if msg == "" {
+		msg, ok := providerError(raw, ct)
+		if !ok {
 			msg = strings.TrimSpace(string(raw))
 		}
-		o.send(u.id, t, "chat:message:error", map[string]any{"error": map[string]any{"content": msg}})
-		return false
+		return providerResult{err: msg}
+	}
+	if !strings.HasPrefix(ct, "text/event-stream") {
+		raw, _ := io.ReadAll(resp.Body)
+		return providerResult{raw: raw}
 	}
 	var text strings.Builder
-	report := func(chunk gjson.Result) {
-		piece := chunk.Get("choices.0.delta.content").String() + chunk.Get("choices.0.message.content").String()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok || data == "[DONE]" {
+			continue
+		}
+		chunk := gjson.Parse(data)
+		piece := chunk.Get("choices.0.delta.content").String()
 		text.WriteString(piece)
 		var usage map[string]int64
 		if us := chunk.Get("usage"); us.IsObject() {
@@ -219,21 +311,7 @@ func (o *OpenWebUI) callProvider(ctx context.Context, u fakeUser, t turn, opts O
 			seen(t, usage)
 		}
 	}
-	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		raw, _ := io.ReadAll(resp.Body)
-		report(gjson.ParseBytes(raw))
-		return ctx.Err() == nil
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		data, ok := strings.CutPrefix(sc.Text(), "data: ")
-		if !ok || data == "[DONE]" {
-			continue
-		}
-		report(gjson.Parse(data))
-	}
-	return ctx.Err() == nil
+	return providerResult{streamed: true}
 }
 
 // messageUsage is a message's usage over its calls as OpenWebUI 0.10+
@@ -283,8 +361,14 @@ func output(text, status string) []any {
 	}}
 }
 
-// send records an event and emits it to the user's sockets.
-func (o *OpenWebUI) send(userID string, t turn, typ string, data map[string]any) {
+// send records an event and emits it to the user's sockets
+// (socket/main.py get_event_emitter). A channel chat ("channel:<id>") has
+// the channel emitter instead, which updates the channel's messages: the
+// fake neither sends nor records those.
+func (o *OpenWebUI) send(userID string, t turn, typ string, data any) {
+	if strings.HasPrefix(t.chatID, "channel:") {
+		return
+	}
 	ev := Event{UserID: userID, Payload: map[string]any{
 		"chat_id": t.chatID, "message_id": t.messageID,
 		"data": map[string]any{"type": typ, "data": data},
@@ -299,13 +383,18 @@ func (o *OpenWebUI) send(userID string, t turn, typ string, data map[string]any)
 	o.emit(userID, ev.Payload)
 }
 
-// stop is POST /api/tasks/chat/{chat_id}/stop: it cancels the chat's task.
+// stop is POST /api/tasks/chat/{chat_id}/stop: it cancels the chat's
+// tasks; status tells whether there were any.
 func (o *OpenWebUI) stop(w http.ResponseWriter, r *http.Request, u fakeUser) {
 	o.mu.Lock()
-	cancel, ok := o.tasks[r.PathValue("chat_id")]
-	o.mu.Unlock()
-	if ok {
-		cancel()
+	tasks := o.tasks[r.PathValue("chat_id")]
+	cancels := make([]context.CancelFunc, 0, len(tasks))
+	for _, c := range tasks {
+		cancels = append(cancels, c)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": ok})
+	o.mu.Unlock()
+	for _, c := range cancels {
+		c()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": len(cancels) > 0})
 }

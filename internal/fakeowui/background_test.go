@@ -16,7 +16,8 @@ func TestBackgroundChatRuns(t *testing.T) {
 	jwt, _ := o.AddUser("u1", "alice@example.com", "Alice", "user")
 	p.SetReply(Reply{Text: "It is noon.", Chunks: 2, Usage: Usage{PromptTokens: 20, CompletionTokens: 5, CachedTokens: 4, ReasoningTokens: 2}})
 	o.SetOptions(OpenWebUIOptions{RunBackground: true, ToolRounds: 1, TitleGeneration: true,
-		ProviderKey: "shared", ForwardUserInfo: true, ForwardUserJWTSecret: "fwd-secret"})
+		ProviderKey: "shared", ForwardUserInfo: true, ForwardUserJWTSecret: "fwd-secret",
+		ConnectionHeaders: map[string]string{"X-OpenWebUI-Message-Id": "{{MESSAGE_ID}}", "X-Task": "{{TASK}}"}})
 
 	resp := post(t, o.URL()+"/api/chat/completions", `{"model":"m","stream":true,"stream_options":{"include_usage":true},
 		"session_id":"s","chat_id":"c1","id":"a1","messages":[{"role":"user","content":"time?"}]}`, "Authorization", "Bearer "+jwt)
@@ -30,8 +31,15 @@ func TestBackgroundChatRuns(t *testing.T) {
 		t.Fatalf("provider calls = %d, want chat + tool round + title", len(reqs))
 	}
 	for i, r := range reqs {
+		// The message id comes from the connection's custom headers; the
+		// title task sees the chat's metadata, which has none.
+		wantMsg, wantTask := "a1", ""
+		if i == 2 {
+			wantMsg, wantTask = "", "title_generation"
+		}
 		if r.Header.Get("Authorization") != "Bearer shared" || r.Header.Get("X-Openwebui-Chat-Id") != "c1" ||
-			r.Header.Get("X-Openwebui-Message-Id") != "a1" || r.Header.Get("X-Openwebui-User-Id") != "" {
+			r.Header.Get("X-Openwebui-Message-Id") != wantMsg || r.Header.Get("X-Task") != wantTask ||
+			len(r.Header.Values("X-Openwebui-Message-Id")) != 1 || r.Header.Get("X-Openwebui-User-Id") != "" {
 			t.Errorf("call %d headers %v", i, r.Header)
 		}
 		claims := decodeClaims(t, r.Header.Get("X-Openwebui-User-Jwt"))
@@ -42,7 +50,9 @@ func TestBackgroundChatRuns(t *testing.T) {
 	if last := gjson.GetBytes(reqs[1].Body, "messages.@reverse.0.role").String(); last != "tool" {
 		t.Errorf("tool round ends in %q", last)
 	}
-	if gjson.GetBytes(reqs[2].Body, "stream").Bool() || !gjson.GetBytes(reqs[2].Body, "messages.0.content").Exists() {
+	if gjson.GetBytes(reqs[2].Body, "stream").Bool() || gjson.GetBytes(reqs[2].Body, "max_completion_tokens").Int() != 1000 ||
+		!strings.HasPrefix(gjson.GetBytes(reqs[2].Body, "messages.0.content").String(), "### Task:\nGenerate a concise title summarizing the chat history.") ||
+		!strings.Contains(gjson.GetBytes(reqs[2].Body, "messages.0.content").String(), "USER: time?\nASSISTANT: It is noon.") {
 		t.Errorf("title call %s", reqs[2].Body)
 	}
 
@@ -50,8 +60,11 @@ func TestBackgroundChatRuns(t *testing.T) {
 	types := map[string]int{}
 	for _, e := range o.Events() {
 		types[e.Type()]++
-		if d := e.Payload["data"].(map[string]any)["data"].(map[string]any); d["done"] == true {
+		if d, _ := e.Payload["data"].(map[string]any)["data"].(map[string]any); d["done"] == true {
 			done = e
+		}
+		if e.Type() == "chat:title" && e.Payload["data"].(map[string]any)["data"] != "time?" {
+			t.Errorf("chat:title %v: the answer has no JSON title, so the first message's content", e.Payload)
 		}
 		if e.UserID != "u1" || e.Payload["chat_id"] != "c1" || e.Payload["message_id"] != "a1" {
 			t.Errorf("event for %s %v", e.UserID, e.Payload)

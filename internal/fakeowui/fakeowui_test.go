@@ -372,18 +372,21 @@ func TestOpenWebUIAuths(t *testing.T) {
 		want   string
 	}{
 		{"none", nil, DetailNotAuthenticated},
-		{"garbage", []string{"Authorization", "Bearer nope"}, DetailInvalidToken},
-		{"unknown key", []string{"Authorization", "Bearer sk-nope"}, DetailInvalidToken},
+		{"garbage", []string{"Authorization", "Bearer nope"}, DetailUnauthorized},
+		{"unknown key", []string{"Authorization", "Bearer sk-nope"}, DetailSessionExpired},
+		{"unknown user", []string{"Authorization", "Bearer " + o.IssueToken("nobody", time.Time{})}, DetailSessionExpired},
+		{"no id", []string{"Authorization", "Bearer " + SignJWT(o.Secret(), map[string]any{"sub": "u1"})}, DetailUnauthorized},
 		{"cookie", []string{"Cookie", "token=" + jwt2}, "u2"},
 		{"x-api-key", []string{"X-Api-Key", key}, "u1"},
 		{"bearer over cookie", []string{"Authorization", "Bearer " + jwt, "Cookie", "token=" + jwt2}, "u1"},
 		{"cookie over x-api-key", []string{"Cookie", "a=b; token=" + jwt2, "X-Api-Key", key}, "u2"},
 		{"last token cookie", []string{"Cookie", "token=" + jwt + "; token=" + jwt2}, "u2"},
-		{"empty cookie blocks x-api-key", []string{"Cookie", "token=", "X-Api-Key", key}, DetailInvalidToken},
+		{"empty cookie blocks x-api-key", []string{"Cookie", "token=", "X-Api-Key", key}, DetailUnauthorized},
 		{"other scheme over x-api-key", []string{"Authorization", "Basic " + key2, "X-Api-Key", key}, "u2"},
 		{"no exp", []string{"Authorization", "Bearer " + o.IssueToken("u1", time.Time{})}, "u1"},
-		{"expired", []string{"Authorization", "Bearer " + o.IssueToken("u1", time.Now().Add(-time.Second))}, DetailInvalidToken},
-		{"wrong secret", []string{"Authorization", "Bearer " + SignJWT("other", map[string]any{"id": "u1"})}, DetailInvalidToken},
+		{"expired", []string{"Authorization", "Bearer " + o.IssueToken("u1", time.Now().Add(-time.Second))}, DetailUnauthorized},
+		{"wrong secret", []string{"Authorization", "Bearer " + SignJWT("other", map[string]any{"id": "u1"})}, DetailUnauthorized},
+		{"PyJWT ignores junk after the signature", []string{"Authorization", "Bearer " + jwt + "!!!!"}, "u1"},
 	}
 	for _, c := range cases {
 		if got := whoami(c.header...); got != c.want {
@@ -396,14 +399,17 @@ func TestOpenWebUIAuths(t *testing.T) {
 		t.Errorf("after SetRole: %s", j.Raw)
 	}
 	o.Revoke("u1")
-	if got := whoami("Authorization", "Bearer "+key); got != DetailInvalidToken {
-		t.Errorf("revoked: %q", got)
+	if got := whoami("Authorization", "Bearer "+key); got != DetailSessionExpired {
+		t.Errorf("revoked key: %q", got)
+	}
+	if got := whoami("Authorization", "Bearer "+jwt); got != DetailInvalidToken {
+		t.Errorf("revoked JWT: %q", got)
 	}
 	o.SetOptions(OpenWebUIOptions{AuthStatus: 503})
 	if resp := get(t, url, "Authorization", "Bearer "+jwt2); resp.StatusCode != 503 || !gjson.Get(readAll(t, resp), "detail").Exists() {
 		t.Errorf("AuthStatus: %d", resp.StatusCode)
 	}
-	if n := o.Lookups(); n != 2+len(cases)+3 {
+	if n := o.Lookups(); n != 2+len(cases)+4 {
 		t.Errorf("Lookups = %d", n)
 	}
 }
@@ -459,7 +465,8 @@ func TestOpenWebUIChat(t *testing.T) {
 		t.Errorf("forwarded headers %v", h)
 	}
 
-	// Synchronous JSON; provider errors come back as they are.
+	// Synchronous JSON; a provider error becomes 400 {"detail": message}
+	// (process_chat without an event emitter).
 	o.SetOptions(OpenWebUIOptions{})
 	j = gjson.Parse(readAll(t, post(t, url, `{"model":"m"}`, "Authorization", "Bearer "+jwt)))
 	if j.Get("object").String() != "chat.completion" || j.Get("usage.prompt_tokens").Int() != 12 {
@@ -468,7 +475,13 @@ func TestOpenWebUIChat(t *testing.T) {
 	r.Status = 500
 	p.SetReply(r)
 	resp = post(t, url, `{"model":"m","stream":true}`, "Authorization", "Bearer "+jwt)
-	if j := gjson.Parse(readAll(t, resp)); resp.StatusCode != 500 || !j.Get("error.message").Exists() {
+	if j := gjson.Parse(readAll(t, resp)); resp.StatusCode != 400 || j.Get("detail").String() != "Internal Server Error" {
+		t.Errorf("error relay %d %s", resp.StatusCode, j.Raw)
+	}
+	r.Message = "upstream exploded"
+	p.SetReply(r)
+	resp = post(t, url, `{"model":"m"}`, "Authorization", "Bearer "+jwt)
+	if j := gjson.Parse(readAll(t, resp)); resp.StatusCode != 400 || j.Get("detail").String() != "upstream exploded" {
 		t.Errorf("error relay %d %s", resp.StatusCode, j.Raw)
 	}
 
@@ -478,7 +491,7 @@ func TestOpenWebUIChat(t *testing.T) {
 		detail string
 	}{
 		{nil, DetailNotAuthenticated},
-		{[]string{"Authorization", "Bearer bad"}, DetailInvalidToken},
+		{[]string{"Authorization", "Bearer bad"}, DetailUnauthorized},
 		{[]string{"Authorization", "Bearer " + pendingKey}, DetailAccessProhibited},
 	} {
 		resp := post(t, url, `{"model":"m"}`, c.header...)

@@ -52,6 +52,8 @@ func DefaultReply() Reply {
 //     /embeddings;
 //   - Ollama: POST /api/chat and /api/generate (NDJSON unless
 //     "stream": false; counts in the final done:true object, §1a);
+//   - OpenAI audio: POST /v1/audio/transcriptions and /translations
+//     (multipart, read and dropped; {"text": Reply.Text});
 //   - Anthropic: POST /v1/messages (SSE events or JSON; input_tokens in
 //     message_start, output_tokens in message_delta, §9).
 //
@@ -79,6 +81,8 @@ func NewProvider(tb testing.TB) *Provider {
 	mux.HandleFunc("POST /api/chat", p.ollama)
 	mux.HandleFunc("POST /api/generate", p.ollama)
 	mux.HandleFunc("POST /v1/messages", p.anthropic)
+	mux.HandleFunc("POST /v1/audio/transcriptions", p.audio)
+	mux.HandleFunc("POST /v1/audio/translations", p.audio)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": map[string]any{"message": "not found: " + r.URL.Path}})
 	})
@@ -279,6 +283,23 @@ func (p *Provider) embeddings(w http.ResponseWriter, r *http.Request) {
 		resp["usage"] = map[string]any{"prompt_tokens": reply.Usage.PromptTokens, "total_tokens": reply.Usage.PromptTokens}
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// audio answers a transcription or translation: {"text": ...}.
+func (p *Provider) audio(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, r.Body)
+	p.mu.Lock()
+	reply := p.reply
+	p.mu.Unlock()
+	if reply.Status >= 400 {
+		msg := reply.Message
+		if msg == "" {
+			msg = http.StatusText(reply.Status)
+		}
+		writeJSON(w, reply.Status, openAIError(msg))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"text": reply.Text})
 }
 
 // --- Ollama (§1a, §3a) ---
