@@ -140,15 +140,24 @@ func checkProviderSawNoSecrets(t *testing.T, reqs []fakeowui.Request) {
 // front, run by OpenWebUI in the background with a tool round and a title
 // task, is charged once per provider call with the provider's usage, and
 // neither the front nor the function's outlet charges it again.
+//
+// OpenWebUI does not tell providers the message; an operator can add it
+// with a connection header ({{MESSAGE_ID}} templating). Either way the
+// turn is charged once; with the header the outlet answers with the sum
+// of the message's provider calls, without it with the first call's.
 func TestProviderMeterChargesEveryCallOnce(t *testing.T) {
 	for kind, db := range databases(t) {
-		for _, secret := range []string{"", forwardSecret} {
-			name := kind + "/plain-headers"
-			if secret != "" {
-				name = kind + "/signed-jwt"
+		for _, mode := range []string{"plain-headers", "signed-jwt", "message-id-header"} {
+			secret := ""
+			opts := fakeowui.OpenWebUIOptions{RunBackground: true, ToolRounds: 1, TitleGeneration: true}
+			switch mode {
+			case "signed-jwt":
+				secret = forwardSecret
+			case "message-id-header":
+				opts.ConnectionHeaders = map[string]string{"X-OpenWebUI-Message-Id": "{{MESSAGE_ID}}"}
 			}
-			t.Run(name, func(t *testing.T) {
-				s := startStack(t, db(), secret, fakeowui.OpenWebUIOptions{RunBackground: true, ToolRounds: 1, TitleGeneration: true})
+			t.Run(kind+"/"+mode, func(t *testing.T) {
+				s := startStack(t, db(), secret, opts)
 				s.provider.SetReply(fakeowui.Reply{Text: "It is noon.", Chunks: 2,
 					Usage: fakeowui.Usage{PromptTokens: 20, CompletionTokens: 5, CachedTokens: 4, ReasoningTokens: 2}})
 				e := &edgeEnv{url: s.front}
@@ -169,10 +178,14 @@ func TestProviderMeterChargesEveryCallOnce(t *testing.T) {
 					t.Fatalf("%d records, want 3 (chat, tool round, title): %+v", len(recs), recs)
 				}
 				purposes := map[string]bool{}
+				named := 0
 				for _, r := range recs {
 					purposes[r.Purpose] = true
+					if r.MessageID == "a1" {
+						named++
+					}
 					if r.Source != store.SourceProvider || r.Status != store.StatusCompleted || r.Estimated ||
-						r.ChatID != "c1" || r.MessageID != "a1" || r.Model != "gpt-4o" ||
+						r.ChatID != "c1" || (r.MessageID != "a1" && r.MessageID != "") || r.Model != "gpt-4o" ||
 						r.InputTokens != 20 || r.OutputTokens != 5 || r.CachedTokens != 4 || r.ReasoningTokens != 2 ||
 						r.Cost != money.Units(30) {
 						t.Errorf("record %+v", r)
@@ -180,6 +193,17 @@ func TestProviderMeterChargesEveryCallOnce(t *testing.T) {
 				}
 				if !purposes["chat"] || !purposes["tool_round"] || !purposes["title"] {
 					t.Errorf("purposes %v", purposes)
+				}
+				// The first call adopted the front's hold, and with it the
+				// message's id; with the header the tool round names it too
+				// (the title task runs outside the message: OpenWebUI gives
+				// it no message id).
+				wantNamed, wantIn, wantOut, wantCost := 1, int64(20), int64(5), "30"
+				if mode == "message-id-header" {
+					wantNamed, wantIn, wantOut, wantCost = 2, 40, 10, "60"
+				}
+				if named != wantNamed {
+					t.Errorf("%d records name the message, want %d: %+v", named, wantNamed, recs)
 				}
 				if got := s.balance(t, "alice"); got != money.Units(1000-90) {
 					t.Fatalf("balance %s, want 910", got)
@@ -198,8 +222,8 @@ func TestProviderMeterChargesEveryCallOnce(t *testing.T) {
 					t.Fatalf("outlet %d %s %v", code, out, err)
 				}
 				j := gjson.ParseBytes(out)
-				if j.Get("inputTokens").Int() != 60 || j.Get("outputTokens").Int() != 15 ||
-					j.Get("totalCost").String() != "90" || j.Get("newBalance").String() != "910" {
+				if j.Get("inputTokens").Int() != wantIn || j.Get("outputTokens").Int() != wantOut ||
+					j.Get("totalCost").String() != wantCost || j.Get("newBalance").String() != "910" {
 					t.Fatalf("outlet answered %s", out)
 				}
 				if recs := s.userRecords(t, "alice", 3); len(recs) != 3 {

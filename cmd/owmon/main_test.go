@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/tidwall/gjson"
 
+	"github.com/openwebui-monitor/owmon/internal/fakeowui"
 	"github.com/openwebui-monitor/owmon/internal/testpg"
 )
 
@@ -214,4 +215,149 @@ func call(t *testing.T, url, body string) gjson.Result {
 		t.Fatalf("%s: %d %s", url, resp.StatusCode, b)
 	}
 	return gjson.ParseBytes(b)
+}
+
+// startOwmon runs `owmon run` with caddyfile and env until the test ends.
+func startOwmon(t *testing.T, caddyfile string, env ...string) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(caddyfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(owmon(t), "run", "--config", path)
+	cmd.Env = append(os.Environ(), append([]string{"XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir}, env...)...)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("owmon output:\n%s", logs.String())
+		}
+	})
+}
+
+// TestFrontAndMeterOnTwoInstances: the README's front-plus-provider
+// deployment split over two owmon processes sharing one PostgreSQL: the
+// front on one, the provider meter on the other. OpenWebUI forwards the
+// user and chat to the provider, not the message. A web chat turn and an
+// API-key call are each charged exactly once, by the provider meter.
+func TestFrontAndMeterOnTwoInstances(t *testing.T) {
+	const sharedKey = "meter-shared-key-0123456789"
+	dsn := testpg.DSN(t)
+	provider := fakeowui.NewProvider(t)
+	owui := fakeowui.NewOpenWebUI(t, provider)
+	jwt, key := owui.AddUser("alice", "alice@example.com", "Alice", "user")
+	frontPort, meterPort := freePort(t), freePort(t)
+	global := fmt.Sprintf(`{
+	admin off
+	auto_https off
+	openwebui_monitor {
+		database %s
+		default_input_price 1000000
+		default_output_price 2000000
+		init_balance 1000
+		provider_key %s
+	}
+}
+`, dsn, sharedKey)
+	startOwmon(t, global+fmt.Sprintf(`
+:%d {
+	openwebui_monitor
+	reverse_proxy %s
+}
+`, frontPort, owui.URL()), "OPENWEBUI_DOMAIN="+owui.URL(), "WEBUI_SECRET_KEY="+owui.Secret())
+	startOwmon(t, global+fmt.Sprintf(`
+:%d {
+	openwebui_meter
+	reverse_proxy %s {
+		header_up Authorization "Bearer sk-real-provider-key"
+	}
+}
+`, meterPort, provider.URL()))
+	front := fmt.Sprintf("http://127.0.0.1:%d", frontPort)
+	meter := fmt.Sprintf("http://127.0.0.1:%d", meterPort)
+	waitUp(t, front)
+	waitUp(t, meter)
+	owui.SetOptions(fakeowui.OpenWebUIOptions{OpenAIURL: meter + "/v1", ProviderKey: sharedKey, ForwardUserInfo: true, RunBackground: true})
+
+	post := func(token, body string) gjson.Result {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, front+"/api/chat/completions", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("front answered %d %s", resp.StatusCode, b)
+		}
+		return gjson.ParseBytes(b)
+	}
+	// A web-UI turn, answered in the background, and an API-key call.
+	if got := post(jwt, `{"model":"gpt-4o","stream":true,"session_id":"s1","chat_id":"c1","id":"a1",
+		"messages":[{"role":"user","content":"Say hello."}]}`); !got.Get("status").Bool() {
+		t.Fatalf("web chat: %s", got.Raw)
+	}
+	owui.WaitBackground()
+	post(key, `{"model":"gpt-4o","stream":false,"messages":[{"role":"user","content":"Say hello."}]}`)
+	for _, r := range provider.Requests() {
+		if r.Header.Get("X-Openwebui-Message-Id") != "" {
+			t.Fatalf("the fake OpenWebUI forwarded a message id")
+		}
+	}
+
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	type rec struct {
+		source, status, chat string
+		cost                 int64
+	}
+	var recs []rec
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		recs = recs[:0]
+		rows, err := conn.Query(context.Background(), `SELECT source, status, chat_id, cost FROM usage_records WHERE user_id = 'alice' ORDER BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending := false
+		for rows.Next() {
+			var r rec
+			if err := rows.Scan(&r.source, &r.status, &r.chat, &r.cost); err != nil {
+				t.Fatal(err)
+			}
+			pending = pending || r.status == "pending"
+			recs = append(recs, r)
+		}
+		rows.Close()
+		if len(recs) >= 2 && !pending {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("records %+v", recs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The fake provider reports 12 input and 7 output tokens: 26 per call.
+	if len(recs) != 2 || recs[0].source != "provider" || recs[1].source != "provider" ||
+		recs[0].cost != 26_000_000_000 || recs[1].cost != 26_000_000_000 {
+		t.Fatalf("records %+v, want two provider records of 26", recs)
+	}
+	var balance int64
+	if err := conn.QueryRow(context.Background(), "SELECT balance FROM users WHERE id = 'alice'").Scan(&balance); err != nil || balance != 948_000_000_000 {
+		t.Fatalf("balance %d %v, want 948", balance, err)
+	}
+	if n := len(provider.Requests()); n != 2 {
+		t.Fatalf("the provider saw %d calls", n)
+	}
 }
