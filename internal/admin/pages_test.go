@@ -530,6 +530,13 @@ func TestSettingsSayWhetherOpenWebUIAnswers(t *testing.T) {
 		if !strings.Contains(page.body, `data-testid="settings-owui-answers">answers`) || !strings.Contains(page.body, `value="sk-function"`) {
 			t.Fatalf("settings page:\n%s", page.body)
 		}
+		// The README's promise: the function's key is there to copy; the
+		// other secrets are not.
+		for _, secret := range []string{token, key} {
+			if strings.Contains(page.body, secret) {
+				t.Fatalf("the settings page shows a secret")
+			}
+		}
 		o.Close()
 		if page := b.get("/settings"); !strings.Contains(page.body, "does not answer") {
 			t.Fatalf("a closed OpenWebUI still answers:\n%s", page.body)
