@@ -43,6 +43,8 @@ type App struct {
 	store    store.Store
 	ledger   *ledger.Ledger
 	gate     *edge.Gate
+	access   *identity.Throttle // wrong access_tokens per client, shared by every handler's dashboard
+	apiKeys  *identity.Throttle // wrong api_keys per client, shared by every handler's inlet and outlet
 	log      *slog.Logger
 	stop     context.CancelFunc
 }
@@ -63,6 +65,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.settings = s
+	a.access = identity.NewThrottle(identity.ThrottleConfig{})
+	a.apiKeys = identity.NewThrottle(identity.ThrottleConfig{})
 	key := s.Database.Kind + "\x00" + s.Database.DSN
 	val, loaded, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
 		openCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -94,13 +98,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 		MinHold:      s.MinHold,
 		LocalHolds:   val.(storeCloser).holds,
 		Claims:       val.(storeCloser).claims,
+
+		MaxTokensPerCall: s.MaxTokensPerCall,
 	})
 	resolver := identity.NewResolver(identity.Config{
 		OpenWebUI: s.OpenWebUI, SecretKey: s.WebUISecretKey, TTL: s.IdentityCacheTTL,
 	})
 	a.gate = edge.New(a.ledger, counter, resolver, edge.Config{
 		Enforce: s.Enforce, InjectUsage: s.InjectUsage, StripBackground: s.StripBackground,
-		HoldTTL: s.HoldTTL, MaxBodyBytes: s.MaxBodyBytes, APIKeyHeader: s.APIKeyHeader,
+		HoldTTL: s.HoldTTL, MaxBodyBytes: s.MaxBodyBytes, BodyTimeout: s.BodyTimeout, APIKeyHeader: s.APIKeyHeader,
 	}, a.log)
 	if s.OpenWebUI == "" {
 		if s.Enforce {

@@ -9,7 +9,6 @@ package caddymodule
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -49,18 +48,8 @@ func (e *edgeEnv) modelCalls(path string) int {
 // call sends body to path with the given headers and returns the status and body.
 func (e *edgeEnv) call(t *testing.T, path, body string, header ...string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.url+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	status, b := meterCall(t, e.url+path, "", body, header...)
+	return status, []byte(b)
 }
 
 // TestGateRefusesBodiesItCannotRead: Python's json (OpenWebUI's) takes NaN

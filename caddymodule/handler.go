@@ -44,11 +44,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.app = appIface.(*App)
 	s := h.app.settings
-	h.endpoints = function.New(h.app.ledger, counter, s.APIKey, s.MaxBodyBytes, ctx.Slogger())
+	h.endpoints = function.New(h.app.ledger, counter, s.APIKey, s.MaxBodyBytes, s.BodyTimeout, ctx.Slogger())
+	h.endpoints.ShareThrottle(h.app.apiKeys)
 	if s.DashboardPath != "" {
 		h.admin = admin.New(h.app.ledger, admin.Options{
-			AccessToken: s.AccessToken, MaxBodyBytes: s.MaxBodyBytes,
+			BackupDir:   s.BackupDir,
+			AccessToken: s.AccessToken, MaxBodyBytes: s.MaxBodyBytes, BodyTimeout: s.BodyTimeout,
 			OpenWebUI: s.OpenWebUI, OpenWebUIAPIKey: s.OpenWebUIAPIKey, FunctionAPIKey: s.APIKey, Currency: s.Currency, Log: ctx.Slogger(),
+			Throttle: h.app.access,
 		})
 		h.prefix = strings.TrimSuffix(s.DashboardPath, "/")
 	}

@@ -27,12 +27,19 @@ import (
 type Options struct {
 	AccessToken     string // the bearer token admins send; none: every request is refused
 	MaxBodyBytes    int64
+	BodyTimeout     time.Duration
 	OpenWebUI       string       // OpenWebUI's base URL, for its models
 	OpenWebUIAPIKey string       // an OpenWebUI admin key
 	FunctionAPIKey  string       // the key the filter function sends, shown to admins to paste
 	Client          *http.Client // for OpenWebUI; default: 30s timeout
 	Log             *slog.Logger
 	Currency        string // the symbol shown before amounts on the pages; default "$"
+	// Throttle counts wrong access tokens per client, for the bearer
+	// check and the login alike; nil: one of the API's own.
+	Throttle *identity.Throttle
+	// BackupDir is where a restore that replaces data first saves it
+	// (backup-<time>.json); none: such a restore is refused.
+	BackupDir string
 }
 
 // API serves the admin endpoints.
@@ -41,6 +48,7 @@ type API struct {
 	store    store.Store
 	opts     Options
 	token    identity.Secret
+	throttle *identity.Throttle // wrong tokens per client (bearer and login)
 	maxBody  int64
 	log      *slog.Logger
 	validate *validator.Validate
@@ -59,10 +67,13 @@ func New(l *ledger.Ledger, opts Options) *API {
 	if opts.Currency == "" {
 		opts.Currency = "$"
 	}
+	if opts.Throttle == nil {
+		opts.Throttle = identity.NewThrottle(identity.ThrottleConfig{})
+	}
 	a := &API{
 		ledger: l, store: l.Store(), opts: opts,
 		token:   identity.NewSecret(opts.AccessToken),
-		maxBody: opts.MaxBodyBytes, log: opts.Log, validate: newValidator(),
+		maxBody: opts.MaxBodyBytes, log: opts.Log, validate: newValidator(), throttle: opts.Throttle,
 	}
 	mux := http.NewServeMux()
 	a.routeModels(mux)
@@ -102,7 +113,12 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.ui.mux.ServeHTTP(w, r)
 		return
 	}
-	if !a.authorized(r) {
+	res, wait := a.authorized(r)
+	if res == identity.Throttled {
+		tooManyAttempts(w, wait)
+		return
+	}
+	if res != identity.Right {
 		// A browser session may stand in for the bearer token; a change
 		// made with one needs the session's CSRF token as well.
 		switch a.sessionAuthorized(r) {
@@ -117,25 +133,37 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(w, r)
 }
 
-func (a *API) authorized(r *http.Request) bool {
-	return a.token.Matches(identity.BearerToken(r))
+// authorized checks the bearer token. Wrong ones are counted per client
+// address; a client with too many gets Throttled, whatever it sends, until
+// its budget refills. No token at all counts nothing.
+func (a *API) authorized(r *http.Request) (identity.Result, time.Duration) {
+	return a.throttle.Check(identity.ClientAddr(r), a.token, identity.BearerToken(r))
+}
+
+// tooManyAttempts refuses a client that sent too many wrong secrets.
+func tooManyAttempts(w http.ResponseWriter, wait time.Duration) {
+	secs := identity.RetryAfterSeconds(wait)
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	writeError(w, http.StatusTooManyRequests, fmt.Sprintf("Too many failed attempts; retry after %d seconds", secs))
 }
 
 // decode reads a JSON body into v and validates it; it answers the client
 // and returns false when the body is wrong.
 func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	raw, err := body.Read(w, r, a.maxBody)
+	raw, err := body.Read(w, r, a.maxBody, a.opts.BodyTimeout)
 	if errors.Is(err, body.ErrTooLarge) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", a.maxBody))
+		return false
+	}
+	if errors.Is(err, body.ErrTimeout) {
+		writeError(w, http.StatusRequestTimeout, fmt.Sprintf("request body not received within %v (body_timeout)", a.opts.BodyTimeout))
 		return false
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return false
 	}
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := decodeJSON(raw, v, true); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid JSON: "+err.Error())
 		return false
 	}
@@ -245,6 +273,14 @@ func order(v string) (descending bool, err error) {
 // parseTime reads an RFC 3339 time, a date (YYYY-MM-DD, UTC) or unix
 // milliseconds.
 func parseTime(name, v string) (time.Time, error) {
+	t, err := parseAnyTime(name, v)
+	if y := t.UTC().Year(); err == nil && !t.IsZero() && (y < 1 || y > 9999) {
+		return time.Time{}, fmt.Errorf("%s: %q is out of range (years 1 to 9999)", name, v)
+	}
+	return t, err
+}
+
+func parseAnyTime(name, v string) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}

@@ -30,9 +30,10 @@ func TestMain(m *testing.M) { os.Exit(testpg.Run(m)) }
 const token = "admin-token"
 
 type env struct {
-	st  store.Store
-	l   *ledger.Ledger
-	srv *httptest.Server
+	st      store.Store
+	l       *ledger.Ledger
+	srv     *httptest.Server
+	backups string // Options.BackupDir
 }
 
 func eachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
@@ -50,9 +51,11 @@ func eachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 			}
 			t.Cleanup(func() { st.Close() })
 			l := ledger.New(st, ledger.Config{DefaultPrice: pricing.Price{Input: money.Units(1_000_000), Output: money.Units(1_000_000), PerMessage: -1}})
-			srv := httptest.NewServer(New(l, Options{AccessToken: token, MaxBodyBytes: 1 << 20, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}))
+			backups := filepath.Join(t.TempDir(), "data")
+			srv := httptest.NewServer(New(l, Options{AccessToken: token, MaxBodyBytes: 1 << 20, BackupDir: backups,
+				Log: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 			t.Cleanup(srv.Close)
-			fn(t, &env{st: st, l: l, srv: srv})
+			fn(t, &env{st: st, l: l, srv: srv, backups: backups})
 		})
 	}
 }
@@ -348,7 +351,7 @@ func TestBackups(t *testing.T) {
 		if gjson.Get(exported, "version").Str != backupVersion || gjson.Get(exported, "data.balance_changes.#").Int() != 1 {
 			t.Fatalf("export %s", exported)
 		}
-		if status, r, _ := e.call(t, "POST", "/api/v1/panel/database/import", exported); status != 200 {
+		if status, r, _ := e.call(t, "POST", "/api/v1/panel/database/import?mode=replace", exported); status != 200 {
 			t.Fatalf("re-import %d %s", status, r.Raw)
 		}
 		_, _, again := e.call(t, "GET", "/api/v1/panel/database/export", "")

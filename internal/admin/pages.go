@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/openwebui-monitor/owmon/internal/identity"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
 	"github.com/openwebui-monitor/owmon/web"
@@ -261,11 +262,16 @@ func (u *ui) loginForm(w http.ResponseWriter, r *http.Request) {
 
 func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 	v := u.newView(r, "login")
-	client := clientAddr(r)
-	if u.sessions.limited(client) {
+	client := identity.ClientAddr(r)
+	limited := func(wait time.Duration) {
 		v.Error = v.T("login.limited")
-		w.Header().Set("Retry-After", "60")
+		w.Header().Set("Retry-After", strconv.FormatInt(identity.RetryAfterSeconds(wait), 10))
 		u.render(w, http.StatusTooManyRequests, "login", v)
+	}
+	// Refuse early, before reading the body; the decision that counts is
+	// Check's, taken atomically once the token is known.
+	if ok, wait := u.api.throttle.Limited(client); ok {
+		limited(wait)
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
@@ -274,8 +280,12 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) {
 		u.render(w, http.StatusBadRequest, "login", v)
 		return
 	}
-	if !u.api.token.Matches(r.PostForm.Get("token")) {
-		u.sessions.failed(client)
+	res, wait := u.api.throttle.Check(client, u.api.token, r.PostForm.Get("token"))
+	if res == identity.Throttled {
+		limited(wait)
+		return
+	}
+	if res != identity.Right {
 		u.api.log.Warn("dashboard login failed", "client", client)
 		v.Error = v.T("login.failed")
 		if !u.api.token.Set() {

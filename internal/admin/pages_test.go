@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/openwebui-monitor/owmon/internal/fakeowui"
+	"github.com/openwebui-monitor/owmon/internal/identity"
 	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
@@ -211,30 +212,23 @@ func TestLoginRateLimit(t *testing.T) {
 	e := &env{l: ledger.New(nil, ledger.Config{})}
 	srv := prefixed(t, e, "", Options{})
 	b := newBrowser(t, srv.URL, "")
-	for i := 0; i < loginMaxFailure; i++ {
+	for i := 0; i < identity.DefaultThrottleBurst; i++ {
 		if p := b.post("/login", url.Values{"token": {"guess"}}); p.resp.StatusCode != 401 {
 			t.Fatalf("attempt %d: %d", i, p.resp.StatusCode)
 		}
 	}
 	p := b.post("/login", url.Values{"token": {token}})
 	if p.resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(p.body, "Too many failed attempts") ||
-		cookieNamed(p.resp, sessionCookie) != nil {
-		t.Fatalf("after %d failures: %d", loginMaxFailure, p.resp.StatusCode)
+		p.resp.Header.Get("Retry-After") != "6" || cookieNamed(p.resp, sessionCookie) != nil {
+		t.Fatalf("after %d failures: %d", identity.DefaultThrottleBurst, p.resp.StatusCode)
 	}
-	// The window passes.
+	// The login and the bearer token share the budget.
+	if p := b.get("/api/v1/users", "Authorization", "Bearer "+token); p.resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("API after failed logins: %d", p.resp.StatusCode)
+	}
 	s := newSessions()
 	now := time.Now()
 	s.now = func() time.Time { return now }
-	for i := 0; i < loginMaxFailure; i++ {
-		s.failed("1.2.3.4")
-	}
-	if !s.limited("1.2.3.4") || s.limited("5.6.7.8") {
-		t.Fatal("limit per client")
-	}
-	now = now.Add(loginWindow + time.Second)
-	if s.limited("1.2.3.4") {
-		t.Fatal("still limited after the window")
-	}
 	// Sessions expire.
 	id, _ := s.create()
 	if _, ok := s.get(id); !ok {

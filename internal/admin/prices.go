@@ -45,9 +45,13 @@ func priceOut(p store.ModelPrice) priceJSON {
 // list. Every item gets its own result; an invalid item is reported, never
 // skipped silently, and does not stop the others.
 func (a *API) updatePrices(w http.ResponseWriter, r *http.Request) {
-	raw, err := body.Read(w, r, a.maxBody)
+	raw, err := body.Read(w, r, a.maxBody, a.opts.BodyTimeout)
 	if errors.Is(err, body.ErrTooLarge) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", a.maxBody))
+		return
+	}
+	if errors.Is(err, body.ErrTimeout) {
+		writeError(w, http.StatusRequestTimeout, fmt.Sprintf("request body not received within %v (body_timeout)", a.opts.BodyTimeout))
 		return
 	}
 	if err != nil {
@@ -85,7 +89,7 @@ func (a *API) updatePrices(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) updatePrice(r *http.Request, item json.RawMessage) priceResult {
 	var u priceUpdate
-	if err := json.Unmarshal(item, &u); err != nil {
+	if err := decodeJSON(item, &u, false); err != nil {
 		var id struct {
 			ID string `json:"id"`
 		}

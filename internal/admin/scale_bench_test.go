@@ -110,7 +110,7 @@ func BenchmarkScale(b *testing.B) {
 			}
 			defer st.Close()
 			t0 := time.Now()
-			if err := st.Import(ctx, seed); err != nil {
+			if err := st.Import(ctx, seed, nil); err != nil {
 				b.Fatal(err)
 			}
 			b.Logf("%s: seeded %d records in %v", kind, len(seed.Records), time.Since(t0).Round(time.Millisecond))

@@ -4,17 +4,16 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
-	"net"
 	"net/http"
 	"sync"
 	"time"
 )
 
+// Failed logins are throttled with the API's bearer token, per client
+// address (API.throttle, identity.Throttle).
 const (
-	sessionCookie   = "owmon_session"
-	sessionTTL      = 12 * time.Hour
-	loginWindow     = time.Minute
-	loginMaxFailure = 5 // failed logins per client address and window
+	sessionCookie = "owmon_session"
+	sessionTTL    = 12 * time.Hour
 )
 
 type session struct {
@@ -25,14 +24,13 @@ type session struct {
 // sessions are the dashboard's browser sessions, kept in memory: a restart
 // logs everyone out.
 type sessions struct {
-	mu       sync.Mutex
-	byID     map[string]session
-	failures map[string][]time.Time // client address → recent failed logins
-	now      func() time.Time
+	mu   sync.Mutex
+	byID map[string]session
+	now  func() time.Time
 }
 
 func newSessions() *sessions {
-	return &sessions{byID: map[string]session{}, failures: map[string][]time.Time{}, now: time.Now}
+	return &sessions{byID: map[string]session{}, now: time.Now}
 }
 
 func randomToken() string {
@@ -75,52 +73,6 @@ func (s *sessions) remove(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.byID, id)
-}
-
-// limited reports whether the client used up its failed logins.
-func (s *sessions) limited(client string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.recent(client)) >= loginMaxFailure
-}
-
-// failed notes a failed login.
-func (s *sessions) failed(client string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.failures[client] = append(s.recent(client), s.now())
-	if len(s.failures) > 10000 { // forget quiet clients
-		for k := range s.failures {
-			if len(s.recent(k)) == 0 {
-				delete(s.failures, k)
-			}
-		}
-	}
-}
-
-// recent prunes and returns the client's failures in the window; s.mu is held.
-func (s *sessions) recent(client string) []time.Time {
-	list := s.failures[client]
-	cut := s.now().Add(-loginWindow)
-	i := 0
-	for i < len(list) && !list[i].After(cut) {
-		i++
-	}
-	list = list[i:]
-	if len(list) == 0 {
-		delete(s.failures, client)
-		return nil
-	}
-	s.failures[client] = list
-	return list
-}
-
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // session returns the request's live session.

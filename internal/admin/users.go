@@ -81,7 +81,7 @@ func (a *API) setBalance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := a.store.SetBalance(r.Context(), r.PathValue("id"), *b.Balance, "admin", b.Reason)
-	a.answerChange(w, c, err)
+	a.answerChange(w, c, err, "balance")
 }
 
 type topUpBody struct {
@@ -90,20 +90,35 @@ type topUpBody struct {
 }
 
 // topUp: POST /api/v1/users/{id}/topup {"amount": 5, "reason": "…"}; a
-// negative amount takes money away.
+// negative amount takes money away. Zero, or a result beyond the range of an
+// amount, is a 422 naming amount, and nothing is written (no audit line).
 func (a *API) topUp(w http.ResponseWriter, r *http.Request) {
 	var b topUpBody
 	if !a.decode(w, r, &b) {
 		return
 	}
+	if *b.Amount == 0 {
+		// A change of nothing would only add a line to the audit record.
+		writeFieldError(w, "amount", "must not be zero; nothing was changed")
+		return
+	}
 	c, err := a.store.AdjustBalance(r.Context(), r.PathValue("id"), *b.Amount, "admin", b.Reason)
-	a.answerChange(w, c, err)
+	a.answerChange(w, c, err, "amount")
 }
 
-func (a *API) answerChange(w http.ResponseWriter, c store.BalanceChange, err error) {
+// writeFieldError answers 422 for one field, in writeValidation's shape.
+func writeFieldError(w http.ResponseWriter, field, msg string) {
+	writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": field + ": " + msg, "errors": map[string]string{field: msg}})
+}
+
+// answerChange answers a balance change; field is the request's field a
+// change out of range is about.
+func (a *API) answerChange(w http.ResponseWriter, c store.BalanceChange, err error, field string) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, "no such user")
+	case errors.Is(err, store.ErrOutOfRange):
+		writeFieldError(w, field, strings.TrimSuffix(err.Error(), ": "+store.ErrOutOfRange.Error())+"; nothing was changed")
 	case err != nil:
 		a.storageFailed(w, "balance change", err)
 	default:

@@ -28,6 +28,7 @@ type Options struct {
 	DefaultPerMsgPrice string `json:"default_per_msg_price,omitempty"`
 	CostOnInlet        string `json:"cost_on_inlet,omitempty"`
 	MaxBodySize        string `json:"max_body_size,omitempty"`
+	BodyTimeout        string `json:"body_timeout,omitempty"`
 	WebUISecretKey     string `json:"webui_secret_key,omitempty"`
 	Mode               string `json:"mode,omitempty"`
 	IdentityCacheTTL   string `json:"identity_cache_ttl,omitempty"`
@@ -42,6 +43,7 @@ type Options struct {
 	ForwardUserSecret  string `json:"forward_user_jwt_secret,omitempty"`
 	SystemUser         string `json:"system_user,omitempty"`
 	APIKeyHeader       string `json:"api_key_header,omitempty"`
+	MaxTokensPerCall   string `json:"max_tokens_per_call,omitempty"`
 }
 
 // Option describes one option: its Caddyfile name and environment fallback.
@@ -65,6 +67,7 @@ var Table = []Option{
 	{"default_per_msg_price", "DEFAULT_MODEL_PER_MSG_PRICE", "-1", func(o *Options) *string { return &o.DefaultPerMsgPrice }},
 	{"cost_on_inlet", "COST_ON_INLET", "0", func(o *Options) *string { return &o.CostOnInlet }},
 	{"max_body_size", "OWMON_MAX_BODY_SIZE", "32MiB", func(o *Options) *string { return &o.MaxBodySize }},
+	{"body_timeout", "OWMON_BODY_TIMEOUT", "60s", func(o *Options) *string { return &o.BodyTimeout }},
 	{"webui_secret_key", "WEBUI_SECRET_KEY", "", func(o *Options) *string { return &o.WebUISecretKey }},
 	{"mode", "OWMON_MODE", "enforce", func(o *Options) *string { return &o.Mode }},
 	{"identity_cache_ttl", "OWMON_IDENTITY_CACHE_TTL", "30s", func(o *Options) *string { return &o.IdentityCacheTTL }},
@@ -79,6 +82,7 @@ var Table = []Option{
 	{"forward_user_jwt_secret", "FORWARD_USER_INFO_HEADER_JWT_SECRET", "", func(o *Options) *string { return &o.ForwardUserSecret }},
 	{"system_user", "OWMON_SYSTEM_USER", "system", func(o *Options) *string { return &o.SystemUser }},
 	{"api_key_header", "CUSTOM_API_KEY_HEADER", "x-api-key", func(o *Options) *string { return &o.APIKeyHeader }},
+	{"max_tokens_per_call", "OWMON_MAX_TOKENS_PER_CALL", "100000000", func(o *Options) *string { return &o.MaxTokensPerCall }},
 }
 
 // Set assigns the option called name; it reports false for an unknown name.
@@ -139,6 +143,7 @@ type Settings struct {
 	DefaultPrice    pricing.Price
 	InletCosts      pricing.InletCosts
 	MaxBodyBytes    int64
+	BodyTimeout     time.Duration // how long a request body owmon reads may take to arrive
 
 	WebUISecretKey   string        // verifies OpenWebUI's JWTs locally
 	Enforce          bool          // refuse calls a balance cannot cover (mode enforce)
@@ -154,6 +159,11 @@ type Settings struct {
 	ForwardUserSecret string // verifies X-OpenWebUI-User-Jwt; "" trusts plain user headers
 	SystemUser        string // user id charged for provider calls that name no user
 	APIKeyHeader      string // the header OpenWebUI reads API keys from (CUSTOM_API_KEY_HEADER)
+
+	MaxTokensPerCall int64 // the most tokens one answer may report (max_tokens_per_call)
+	// BackupDir is where a restore keeps the data it replaces: the SQLite
+	// file's directory, or openwebui-monitor in Caddy's data directory.
+	BackupDir string
 }
 
 // Settings validates the options. dataDir holds the SQLite file when no
@@ -162,6 +172,13 @@ func (o Options) Settings(dataDir string) (Settings, error) {
 	var s Settings
 	var err error
 	if s.Database, err = parseDatabase(o.Database, dataDir); err != nil {
+		return s, err
+	}
+	s.BackupDir = filepath.Join(dataDir, "openwebui-monitor")
+	if s.Database.Kind == "sqlite" {
+		s.BackupDir = filepath.Dir(s.Database.DSN)
+	}
+	if s.MaxTokensPerCall, err = tokenCount("max_tokens_per_call", o.MaxTokensPerCall, "100000000"); err != nil {
 		return s, err
 	}
 	if o.OpenWebUI != "" {
@@ -193,6 +210,9 @@ func (o Options) Settings(dataDir string) (Settings, error) {
 	}
 	if s.MaxBodyBytes, err = ParseSize(size); err != nil || s.MaxBodyBytes < 1024 {
 		return s, fmt.Errorf("max_body_size: %q is not a size of at least 1KiB (e.g. 32MiB)", o.MaxBodySize)
+	}
+	if s.BodyTimeout, err = duration("body_timeout", o.BodyTimeout, "60s"); err != nil {
+		return s, err
 	}
 	s.WebUISecretKey = o.WebUISecretKey
 	switch o.Mode {
@@ -275,6 +295,20 @@ func duration(name, value, def string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s: %q is not a positive duration (e.g. 30s, 15m)", name, value)
 	}
 	return d, nil
+}
+
+// MaxTokensLimit is the largest max_tokens_per_call accepted.
+const MaxTokensLimit = 1_000_000_000_000_000
+
+func tokenCount(name, value, def string) (int64, error) {
+	if value == "" {
+		value = def
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+	if err != nil || n < 1 || n > MaxTokensLimit {
+		return 0, fmt.Errorf("%s: %q is not a whole number of tokens from 1 to %d", name, value, int64(MaxTokensLimit))
+	}
+	return n, nil
 }
 
 func onOff(name, value string) (bool, error) {

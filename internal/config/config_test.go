@@ -31,6 +31,27 @@ func TestDefaults(t *testing.T) {
 	if s.DashboardPath != "/monitor" {
 		t.Fatalf("dashboard path %q", s.DashboardPath)
 	}
+	if s.BodyTimeout != 60*time.Second {
+		t.Fatalf("body timeout %v, want 60s", s.BodyTimeout)
+	}
+	if e, _ := (Options{}.WithEnv(env(map[string]string{"OWMON_BODY_TIMEOUT": "5s"}))).Settings("/d"); e.BodyTimeout != 5*time.Second {
+		t.Fatalf("OWMON_BODY_TIMEOUT not applied: %v", e.BodyTimeout)
+	}
+	if s.MaxTokensPerCall != 100_000_000 {
+		t.Fatalf("max tokens per call %d, want 100000000", s.MaxTokensPerCall)
+	}
+	if e, _ := (Options{}.WithEnv(env(map[string]string{"OWMON_MAX_TOKENS_PER_CALL": "5000"}))).Settings("/d"); e.MaxTokensPerCall != 5000 {
+		t.Fatalf("OWMON_MAX_TOKENS_PER_CALL not applied: %d", e.MaxTokensPerCall)
+	}
+	if s.BackupDir != "/data/openwebui-monitor" {
+		t.Fatalf("backup dir %q", s.BackupDir)
+	}
+	if p, _ := (Options{Database: "postgres://u@db/x"}).Settings("/data"); p.BackupDir != "/data/openwebui-monitor" {
+		t.Fatalf("backup dir with PostgreSQL %q", p.BackupDir)
+	}
+	if f, _ := (Options{Database: "sqlite:///srv/mon/m.db"}).Settings("/data"); f.BackupDir != "/srv/mon" {
+		t.Fatalf("backup dir of a SQLite file elsewhere %q", f.BackupDir)
+	}
 	if off, _ := (Options{Dashboard: "off"}).Settings("/d"); off.DashboardPath != "" {
 		t.Fatalf("dashboard off still mounted at %q", off.DashboardPath)
 	}
@@ -91,9 +112,13 @@ func TestInvalidValuesNameOptionAndValue(t *testing.T) {
 		{Options{MaxBodySize: "huge"}, []string{"max_body_size", "huge"}},
 		{Options{Mode: "strict"}, []string{"mode", "strict"}},
 		{Options{HoldTTL: "forever"}, []string{"hold_ttl", "forever"}},
+		{Options{BodyTimeout: "0s"}, []string{"body_timeout", "0s"}},
 		{Options{IdentityCacheTTL: "-1s"}, []string{"identity_cache_ttl", "-1s"}},
 		{Options{InjectUsage: "maybe"}, []string{"inject_usage", "maybe"}},
 		{Options{MinHold: "-0.1"}, []string{"min_hold", "-0.1"}},
+		{Options{MaxTokensPerCall: "0"}, []string{"max_tokens_per_call", `"0"`}},
+		{Options{MaxTokensPerCall: "1e8"}, []string{"max_tokens_per_call", "1e8"}},
+		{Options{MaxTokensPerCall: "9223372036854775807"}, []string{"max_tokens_per_call", "9223372036854775807"}},
 		{Options{DashboardPath: "monitor"}, []string{"dashboard_path", "monitor"}},
 		{Options{DashboardPath: "/monitor/"}, []string{"dashboard_path", "/monitor/"}},
 		{Options{Dashboard: "sometimes"}, []string{"dashboard", "sometimes"}},

@@ -40,6 +40,7 @@ type Config struct {
 	StripBackground bool          // keep API-key chats out of OpenWebUI's background mode
 	HoldTTL         time.Duration // when an unsettled hold is released
 	MaxBodyBytes    int64         // largest model-call body read
+	BodyTimeout     time.Duration // how long a model-call body may take to arrive; 0: no limit
 	APIKeyHeader    string        // OpenWebUI's CUSTOM_API_KEY_HEADER; "" is x-api-key
 }
 
@@ -50,6 +51,7 @@ type Gate struct {
 	resolver *identity.Resolver
 	cfg      Config
 	log      *slog.Logger
+	keys     *identity.Throttle // wrong provider_keys per client address, for every openwebui_meter
 
 	settling sync.WaitGroup // settlements under way
 	web      webChats       // web-UI chats awaiting their answer over the websocket
@@ -66,6 +68,7 @@ func (g *Gate) Wait() { g.settling.Wait() }
 // New returns a gate.
 func New(l *ledger.Ledger, counter *tokens.Counter, resolver *identity.Resolver, cfg Config, log *slog.Logger) *Gate {
 	g := &Gate{ledger: l, counter: counter, resolver: resolver, cfg: cfg, log: log}
+	g.keys = identity.NewThrottle(identity.ThrottleConfig{})
 	g.tracker = wstap.NewTracker(wstap.TrackerConfig{OnFinish: g.SettleWebChat, IdleTimeout: cfg.HoldTTL})
 	return g
 }
@@ -207,10 +210,15 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 	var raw []byte
 	if c.kind.ReadsBody() {
 		var err error
-		raw, err = body.Read(w, r, g.cfg.MaxBodyBytes)
+		raw, err = body.Read(w, r, g.cfg.MaxBodyBytes, g.cfg.BodyTimeout)
 		if errors.Is(err, body.ErrTooLarge) {
 			c.refuse(w, http.StatusRequestEntityTooLarge,
 				fmt.Sprintf("request body is larger than the limit of %d bytes (max_body_size)", g.cfg.MaxBodyBytes), "request_too_large")
+			return true
+		}
+		if errors.Is(err, body.ErrTimeout) {
+			c.refuse(w, http.StatusRequestTimeout,
+				fmt.Sprintf("request body not received within %v (body_timeout)", g.cfg.BodyTimeout), "request_timeout")
 			return true
 		}
 		if err != nil {

@@ -1,7 +1,9 @@
 package edge
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,7 +39,14 @@ func (g *Gate) BeginProvider(w http.ResponseWriter, r *http.Request, pc Provider
 	kind, isModelCall := openwebui.ClassifyProviderRoute(r.Method, r.URL.Path)
 	c := &Call{g: g, ctx: r.Context(), kind: kind, path: r.URL.Path, start: time.Now(),
 		source: store.SourceProvider, enforce: g.cfg.Enforce}
-	if !sharedKeyOK(r, pc.SharedKey) {
+	switch res, wait := g.sharedKeyOK(r, pc.SharedKey); res {
+	case identity.Right:
+	case identity.Throttled:
+		secs := identity.RetryAfterSeconds(wait)
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		c.refuse(w, http.StatusTooManyRequests, fmt.Sprintf("Too many failed attempts; retry after %d seconds", secs), "rate_limited")
+		return nil, true
+	default:
 		c.refuse(w, http.StatusUnauthorized,
 			"Incorrect API key for the usage meter: set the connection's key in OpenWebUI to the meter's provider_key.", "invalid_api_key")
 		return nil, true
@@ -65,11 +74,13 @@ func (g *Gate) BeginProvider(w http.ResponseWriter, r *http.Request, pc Provider
 
 // sharedKeyOK compares the caller's key with the shared key in constant
 // time. OpenWebUI sends it as "Authorization: Bearer"; Anthropic-style
-// clients as x-api-key.
-func sharedKeyOK(r *http.Request, shared identity.Secret) bool {
+// clients as x-api-key. Wrong keys are counted per client address; a
+// client with too many gets Throttled, whatever it sends, until its budget
+// refills. No key at all counts nothing.
+func (g *Gate) sharedKeyOK(r *http.Request, shared identity.Secret) (identity.Result, time.Duration) {
 	got := identity.BearerToken(r)
 	if got == "" {
 		got = r.Header.Get("X-Api-Key")
 	}
-	return shared.Matches(got)
+	return g.keys.Check(identity.ClientAddr(r), shared, got)
 }

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/openwebui-monitor/owmon/internal/body"
 	"github.com/openwebui-monitor/owmon/internal/identity"
@@ -32,19 +34,25 @@ type Endpoints struct {
 	ledger       *ledger.Ledger
 	counter      *tokens.Counter
 	key          identity.Secret
+	throttle     *identity.Throttle // wrong keys per client address
 	maxBodyBytes int64
+	bodyTimeout  time.Duration
 	log          *slog.Logger
 }
 
 // New returns the endpoints. apiKey is the bearer key the function sends;
 // when it is empty every call is refused.
-func New(l *ledger.Ledger, counter *tokens.Counter, apiKey string, maxBodyBytes int64, log *slog.Logger) *Endpoints {
+func New(l *ledger.Ledger, counter *tokens.Counter, apiKey string, maxBodyBytes int64, bodyTimeout time.Duration, log *slog.Logger) *Endpoints {
 	return &Endpoints{
 		ledger: l, counter: counter,
 		key:          identity.NewSecret(apiKey),
-		maxBodyBytes: maxBodyBytes, log: log,
+		maxBodyBytes: maxBodyBytes, bodyTimeout: bodyTimeout, log: log, throttle: identity.NewThrottle(identity.ThrottleConfig{}),
 	}
 }
+
+// ShareThrottle makes the endpoints count wrong keys in t, which other
+// endpoints with the same key share, instead of a throttle of their own.
+func (e *Endpoints) ShareThrottle(t *identity.Throttle) { e.throttle = t }
 
 // Handles reports whether path is one of the endpoints.
 func Handles(path string) bool { return path == InletPath || path == OutletPath }
@@ -55,14 +63,26 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, r.URL.Path+" only answers POST", "method_not_allowed")
 		return
 	}
-	if !e.authorized(r) {
+	switch res, wait := e.authorized(r); res {
+	case identity.Right:
+	case identity.Throttled:
+		secs := identity.RetryAfterSeconds(wait)
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("Too many failed attempts; retry after %d seconds", secs), "rate_limited")
+		return
+	default:
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Unauthorized"})
 		return
 	}
-	raw, err := body.Read(w, r, e.maxBodyBytes)
+	raw, err := body.Read(w, r, e.maxBodyBytes, e.bodyTimeout)
 	if errors.Is(err, body.ErrTooLarge) {
 		writeError(w, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("request body is larger than the limit of %d bytes (max_body_size)", e.maxBodyBytes), "request_too_large")
+		return
+	}
+	if errors.Is(err, body.ErrTimeout) {
+		writeError(w, http.StatusRequestTimeout,
+			fmt.Sprintf("request body not received within %v (body_timeout)", e.bodyTimeout), "request_timeout")
 		return
 	}
 	if err != nil {
@@ -86,8 +106,11 @@ func (e *Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (e *Endpoints) authorized(r *http.Request) bool {
-	return e.key.Matches(identity.BearerToken(r))
+// authorized checks the bearer key. Wrong ones are counted per client
+// address; a client with too many gets Throttled, whatever it sends, until
+// its budget refills. No key at all counts nothing.
+func (e *Endpoints) authorized(r *http.Request) (identity.Result, time.Duration) {
+	return e.throttle.Check(identity.ClientAddr(r), e.key, identity.BearerToken(r))
 }
 
 type inletAnswer struct {
@@ -137,7 +160,7 @@ func (e *Endpoints) outlet(ctx context.Context, w http.ResponseWriter, call open
 	var content string
 	if hasReply {
 		var err error
-		if usage, err = openwebui.ReplyUsage(reply, call.ReplyIndex()); err != nil {
+		if usage, err = openwebui.ReplyUsage(reply, call.ReplyIndex(), e.ledger.MaxTokensPerCall()); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error(), "invalid_request")
 			return
 		}
@@ -155,6 +178,17 @@ func (e *Endpoints) outlet(ctx context.Context, w http.ResponseWriter, call open
 		}
 	}
 	res, err := e.ledger.Charge(ctx, a)
+	if errors.Is(err, store.ErrOutOfRange) {
+		// The tokens and the price are fine alone, but the cost, or the
+		// balance after it, does not fit in an amount: nothing was charged.
+		field := "body.messages"
+		if usage.Reported {
+			field = openwebui.ReplyUsageField(reply, call.ReplyIndex())
+		}
+		writeError(w, http.StatusUnprocessableEntity, field+": "+strings.TrimPrefix(err.Error(), "charge: ")+
+			"; nothing was charged", "out_of_range")
+		return
+	}
 	if err != nil {
 		e.storageFailed(w, "outlet", err)
 		return

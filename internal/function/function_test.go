@@ -59,7 +59,7 @@ func eachBackend(t *testing.T, cfg ledger.Config, fn func(t *testing.T, f *fixtu
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { f.st.Close() })
-			e := New(ledger.New(f.st, cfg), counter, apiKey, 64<<10, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			e := New(ledger.New(f.st, cfg), counter, apiKey, 64<<10, 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			f.srv = httptest.NewServer(e)
 			t.Cleanup(f.srv.Close)
 			fn(t, f)

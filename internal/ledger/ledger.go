@@ -37,6 +37,12 @@ type Config struct {
 	// asked again, which bounds how stale prices changed by another instance
 	// can be. Default 5s.
 	PriceTTL time.Duration
+	// MaxTokensPerCall bounds the token counts of one answer
+	// (max_tokens_per_call); 0: no bound. The filter function's outlet
+	// refuses a report above it (400); on the other paths the answer has
+	// been delivered, and Charge counts it as this many tokens, marked
+	// estimated.
+	MaxTokensPerCall int64
 }
 
 // Ledger charges users. It is safe for concurrent use.
@@ -145,6 +151,24 @@ func New(st store.Store, cfg Config) *Ledger {
 
 // Store returns the store the ledger writes to.
 func (l *Ledger) Store() store.Store { return l.store }
+
+// MaxTokensPerCall is the configured bound on one answer's token counts;
+// 0: none.
+func (l *Ledger) MaxTokensPerCall() int64 { return l.cfg.MaxTokensPerCall }
+
+// capTokens bounds an answer's counts by MaxTokensPerCall, marking a
+// capped answer estimated.
+func (l *Ledger) capTokens(a *Answer) {
+	limit := l.cfg.MaxTokensPerCall
+	if limit <= 0 {
+		return
+	}
+	for _, n := range []*int64{&a.InputTokens, &a.OutputTokens, &a.CachedTokens, &a.ReasoningTokens} {
+		if *n > limit {
+			*n, a.Estimated = limit, true
+		}
+	}
+}
 
 // Key is the idempotency key of an answer: OpenWebUI's chat id and message
 // id. Without a message id there is no key, and no protection from repeats.
@@ -340,10 +364,15 @@ type Answer struct {
 // pre-charge or hold for the same message took. A key the provider meter
 // owns (it adopted the hold) is covered: nothing is charged by the other
 // paths, and the result sums the provider meter's records of the message.
+//
+// An answer whose cost does not fit in an amount, or whose charge would take
+// the balance beyond the range of one, is refused with an error wrapping
+// store.ErrOutOfRange, and nothing is written.
 func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, error) {
 	if err := l.EnsureUser(ctx, a.User); err != nil {
 		return store.ChargeResult{}, err
 	}
+	l.capTokens(&a)
 	rec := store.Record{
 		UserID: a.User.ID, Nickname: a.User.Name, Model: a.Model,
 		InputTokens: a.InputTokens, OutputTokens: a.OutputTokens,
@@ -368,7 +397,12 @@ func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, erro
 		if err != nil {
 			return store.ChargeResult{}, err
 		}
-		rec.Cost = price.Cost(a.InputTokens, a.OutputTokens)
+		var ok bool
+		if rec.Cost, ok = price.CostChecked(a.InputTokens, a.OutputTokens); !ok {
+			return store.ChargeResult{}, fmt.Errorf("the cost of %d input and %d output tokens at %s and %s per 1M tokens "+
+				"is more than the largest amount (%s): %w", a.InputTokens, a.OutputTokens, price.Input, price.Output,
+				money.Max, store.ErrOutOfRange)
+		}
 	}
 	res, err := l.store.Charge(ctx, rec)
 	if errors.Is(err, store.ErrNotFound) {
@@ -578,6 +612,11 @@ func (l *Ledger) hold(ctx context.Context, h Hold) (HoldResult, error) {
 		Source: h.Source, Purpose: h.Purpose, ChatID: h.ChatID, MessageID: h.MessageID,
 		Key: h.Key, ExpiresAt: expires,
 	}})
+	if errors.Is(err, store.ErrOutOfRange) && !h.Enforce {
+		// Monitor mode never refuses: a balance at the end of the range
+		// holds nothing, and the call's charge says what it cost.
+		return HoldResult{Allowed: true, Amount: amount, Balance: res.Balance}, nil
+	}
 	if err != nil {
 		return HoldResult{}, err
 	}
@@ -662,14 +701,24 @@ func (l *Ledger) ExpireHolds(ctx context.Context, now time.Time) (int, error) {
 		if err != nil {
 			return n, err
 		}
+		done := 0
+		var stuck error
 		for _, h := range holds {
-			if _, err := l.store.Charge(ctx, store.Record{UserID: h.UserID, Key: h.Key, Status: store.StatusExpired}); err != nil {
+			_, err := l.store.Charge(ctx, store.Record{UserID: h.UserID, Key: h.Key, Status: store.StatusExpired})
+			if errors.Is(err, store.ErrOutOfRange) {
+				// Giving the hold back would take the balance past the
+				// largest amount (an admin set it there): it waits for room.
+				stuck = err
+				continue
+			}
+			if err != nil {
 				return n, err
 			}
 			n++
+			done++
 		}
-		if len(holds) < 100 {
-			return n, nil
+		if len(holds) < 100 || done == 0 {
+			return n, stuck
 		}
 	}
 }

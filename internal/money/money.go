@@ -93,11 +93,11 @@ func Parse(s string) (Amount, error) {
 		return 0, nil
 	}
 	u, err := strconv.ParseUint(digits, 10, 64)
-	if err != nil || u > math.MaxInt64 {
+	if err != nil || u > math.MaxInt64 && !(neg && u == 1<<63) {
 		return 0, ErrRange
 	}
 	if neg {
-		return Amount(-int64(u)), nil
+		return Amount(-u), nil // also right for the smallest Amount, -2^63
 	}
 	return Amount(u), nil
 }
@@ -163,3 +163,28 @@ func (a Amount) Add(b Amount) Amount {
 	}
 	return s
 }
+
+// AddChecked returns a+b, and false when the sum does not fit in an Amount.
+func (a Amount) AddChecked(b Amount) (Amount, bool) {
+	s := a + b
+	if (b > 0 && s < a) || (b < 0 && s > a) {
+		return 0, false
+	}
+	return s, true
+}
+
+// SubChecked returns a-b, and false when the difference does not fit in an
+// Amount.
+func (a Amount) SubChecked(b Amount) (Amount, bool) {
+	d := a - b
+	if (b > 0 && d > a) || (b < 0 && d < a) {
+		return 0, false
+	}
+	return d, true
+}
+
+// Max and Min are the largest and the smallest Amounts.
+const (
+	Max Amount = math.MaxInt64
+	Min Amount = math.MinInt64
+)

@@ -99,6 +99,46 @@ func TestAddSaturates(t *testing.T) {
 	}
 }
 
+func TestParseEnds(t *testing.T) {
+	for _, a := range []Amount{Max, Min, Min + 1} {
+		if got, err := Parse(a.String()); err != nil || got != a {
+			t.Errorf("Parse(%s) = %d, %v", a, got, err)
+		}
+	}
+	for _, s := range []string{"9223372036.854775808", "-9223372036.854775809"} {
+		if _, err := Parse(s); err != ErrRange {
+			t.Errorf("Parse(%s): %v, want ErrRange", s, err)
+		}
+	}
+}
+
+func TestCheckedArithmetic(t *testing.T) {
+	cases := []struct {
+		a, b   Amount
+		sum    Amount
+		sumOK  bool
+		diff   Amount
+		diffOK bool
+	}{
+		{5, 7, 12, true, -2, true},
+		{Max, 1, 0, false, Max - 1, true},
+		{Max, -1, Max - 1, true, 0, false},
+		{Min, -1, 0, false, Min + 1, true},
+		{Min, 1, Min + 1, true, 0, false},
+		{0, Min, Min, true, 0, false},
+		{-1, Min, 0, false, Max, true},
+		{Max, Min, -1, true, 0, false},
+	}
+	for _, c := range cases {
+		if s, ok := c.a.AddChecked(c.b); ok != c.sumOK || ok && s != c.sum {
+			t.Errorf("%d + %d = %d, %v", c.a, c.b, s, ok)
+		}
+		if d, ok := c.a.SubChecked(c.b); ok != c.diffOK || ok && d != c.diff {
+			t.Errorf("%d - %d = %d, %v", c.a, c.b, d, ok)
+		}
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{"0", "1.5", "-2e3", "0.000000001", "9223372036.854775807"} {
 		f.Add(s)

@@ -122,16 +122,31 @@ func (c FilterCall) Prompt() gjson.Result {
 }
 
 // ReplyUsage reads the usage the reply carries: "usage" (OpenWebUI 0.5.17 and
-// later), else "info" (0.4.x).
-func ReplyUsage(reply gjson.Result, index int) (Usage, error) {
-	name := "body.messages[" + strconv.Itoa(index) + "]"
+// later), else "info" (0.4.x). A count above maxTokens (max_tokens_per_call;
+// 0: no bound) is an error naming its field.
+func ReplyUsage(reply gjson.Result, index int, maxTokens int64) (Usage, error) {
+	name := ReplyUsageField(reply, index)
 	if u := reply.Get("usage"); u.Exists() && u.Type != gjson.Null {
-		return ParseUsage(u, name+".usage")
+		return parseUsage(u, name, maxTokens)
 	}
 	if info := reply.Get("info"); info.IsObject() {
-		return ParseUsage(info, name+".info")
+		return parseUsage(info, name, maxTokens)
 	}
 	return Usage{}, nil
+}
+
+// ReplyUsageField is the path of the usage report ReplyUsage reads from a
+// reply (body.messages[i].usage or .info), or of the reply itself when it
+// has none.
+func ReplyUsageField(reply gjson.Result, index int) string {
+	name := "body.messages[" + strconv.Itoa(index) + "]"
+	if u := reply.Get("usage"); u.Exists() && u.Type != gjson.Null {
+		return name + ".usage"
+	}
+	if reply.Get("info").IsObject() {
+		return name + ".info"
+	}
+	return name
 }
 
 // ContentText is the text of a message: its content string, or the text

@@ -650,7 +650,7 @@ func (a *anthropicUsage) apply(u gjson.Result) bool {
 // do; Anthropic's input_tokens leaves them out.
 func (a *anthropicUsage) usage() Usage {
 	return Usage{
-		Input:    a.in + a.cacheWrite + a.cacheRead,
+		Input:    satAdd(satAdd(a.in, a.cacheWrite), a.cacheRead),
 		Output:   a.out,
 		Cached:   a.cacheRead,
 		Reported: a.hasIn || a.hasOut,

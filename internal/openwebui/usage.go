@@ -5,6 +5,7 @@ package openwebui
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -47,6 +48,12 @@ var (
 // ParseUsage reads a usage object. name is its path in the request, for
 // error messages. A missing or null object is no report, not an error.
 func ParseUsage(u gjson.Result, name string) (Usage, error) {
+	return parseUsage(u, name, 0)
+}
+
+// parseUsage is ParseUsage refusing, when maxTokens > 0, a count above it
+// (max_tokens_per_call), naming the field.
+func parseUsage(u gjson.Result, name string, maxTokens int64) (Usage, error) {
 	var out Usage
 	if !u.Exists() || u.Type == gjson.Null {
 		return out, nil
@@ -56,32 +63,36 @@ func ParseUsage(u gjson.Result, name string) (Usage, error) {
 	}
 	var err error
 	var hasIn, hasOut bool
-	if out.Input, hasIn, err = firstCount(u, name, inputFields); err != nil {
+	if out.Input, hasIn, err = firstCount(u, name, inputFields, maxTokens); err != nil {
 		return out, err
 	}
-	if out.Output, hasOut, err = firstCount(u, name, outputFields); err != nil {
+	if out.Output, hasOut, err = firstCount(u, name, outputFields, maxTokens); err != nil {
 		return out, err
 	}
 	if !hasOut && hasIn {
-		total, hasTotal, err := firstCount(u, name, []string{"total_tokens"})
+		total, hasTotal, err := firstCount(u, name, []string{"total_tokens"}, 0)
 		if err != nil {
 			return out, err
 		}
 		if hasTotal && total >= out.Input {
 			out.Output, hasOut = total-out.Input, true
+			if maxTokens > 0 && out.Output > maxTokens {
+				return out, fieldErr(name+".total_tokens", "%d less %d input tokens is more than max_tokens_per_call (%d)",
+					total, out.Input, maxTokens)
+			}
 		}
 	}
-	if out.Cached, _, err = firstCount(u, name, cachedFields); err != nil {
+	if out.Cached, _, err = firstCount(u, name, cachedFields, maxTokens); err != nil {
 		return out, err
 	}
-	if out.Reasoning, _, err = firstCount(u, name, reasoningFields); err != nil {
+	if out.Reasoning, _, err = firstCount(u, name, reasoningFields, maxTokens); err != nil {
 		return out, err
 	}
 	out.Reported = hasIn || hasOut
 	return out, nil
 }
 
-func firstCount(u gjson.Result, name string, fields []string) (int64, bool, error) {
+func firstCount(u gjson.Result, name string, fields []string, maxTokens int64) (int64, bool, error) {
 	for _, f := range fields {
 		v := u.Get(f)
 		if !v.Exists() || v.Type == gjson.Null {
@@ -91,9 +102,21 @@ func firstCount(u gjson.Result, name string, fields []string) (int64, bool, erro
 		if err != nil {
 			return 0, false, fieldErr(name+"."+f, "%v", err)
 		}
+		if maxTokens > 0 && n > maxTokens {
+			return 0, false, fieldErr(name+"."+f, "%d is more than max_tokens_per_call (%d)", n, maxTokens)
+		}
 		return n, true, nil
 	}
 	return 0, false, nil
+}
+
+// satAdd adds token counts, saturating at the largest int64 rather than
+// wrapping to a negative count.
+func satAdd(a, b int64) int64 {
+	if s := a + b; s >= a {
+		return s
+	}
+	return math.MaxInt64
 }
 
 // Count reads a non-negative whole number of tokens from its JSON text

@@ -43,8 +43,15 @@ func (p Price) Validate() error {
 // Cost is the price of one answer with in input and out output tokens.
 // Negative counts are treated as zero; a result beyond an int64 saturates.
 func (p Price) Cost(in, out int64) money.Amount {
+	c, _ := p.CostChecked(in, out)
+	return c
+}
+
+// CostChecked is Cost that also reports whether the exact cost fits in an
+// Amount: false (with money.Max) when it does not.
+func (p Price) CostChecked(in, out int64) (money.Amount, bool) {
 	if p.PerMessageBilling() {
-		return p.PerMessage
+		return p.PerMessage, true
 	}
 	aHi, aLo := mul(in, p.Input)
 	bHi, bLo := mul(out, p.Output)
@@ -54,13 +61,13 @@ func (p Price) Cost(in, out int64) money.Amount {
 	lo, carry = bits.Add64(lo, TokensPerPrice/2, 0)
 	hi, over2 := bits.Add64(hi, 0, carry)
 	if over|over2 != 0 || hi >= TokensPerPrice {
-		return math.MaxInt64
+		return math.MaxInt64, false
 	}
 	q, _ := bits.Div64(hi, lo, TokensPerPrice)
 	if q > math.MaxInt64 {
-		return math.MaxInt64
+		return math.MaxInt64, false
 	}
-	return money.Amount(q)
+	return money.Amount(q), true
 }
 
 func mul(tokens int64, price money.Amount) (hi, lo uint64) {

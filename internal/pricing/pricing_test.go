@@ -45,6 +45,25 @@ func TestCost(t *testing.T) {
 	}
 }
 
+func TestCostChecked(t *testing.T) {
+	p := Price{Input: amount(t, "60"), Output: amount(t, "60"), PerMessage: -1}
+	if c, ok := p.CostChecked(100_000_000, 100_000_000); !ok || c != amount(t, "12000") {
+		t.Fatalf("1e8+1e8 tokens at 60 per 1M: %s, %v", c, ok)
+	}
+	if c, ok := p.CostChecked(math.MaxInt64, 0); ok || c != math.MaxInt64 {
+		t.Fatalf("2^63-1 tokens at 60 per 1M: %s, %v (want overflow)", c, ok)
+	}
+	// Just inside and just outside: 1 per 1M tokens is 1000 nano-units a
+	// token, so MaxInt64/1000 tokens fit and a few more do not.
+	one := Price{Input: amount(t, "1"), PerMessage: -1}
+	if _, ok := one.CostChecked(math.MaxInt64/1000, 0); !ok {
+		t.Fatal("the largest count that fits overflowed")
+	}
+	if _, ok := one.CostChecked(math.MaxInt64/1000+1, 0); ok {
+		t.Fatal("a count one past the largest fitted")
+	}
+}
+
 // TestCostMatchesBigRat checks the 128-bit arithmetic against math/big on
 // values that overflow 64 bits in the intermediate product.
 func TestCostMatchesBigRat(t *testing.T) {

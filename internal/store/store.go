@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"time"
 
 	"github.com/openwebui-monitor/owmon/internal/money"
@@ -16,6 +17,84 @@ import (
 
 // ErrNotFound reports a user, record or price that does not exist.
 var ErrNotFound = errors.New("not found")
+
+// ErrOutOfRange reports a write whose arithmetic would leave the range of
+// an int64: a balance minus a cost, a balance plus an adjustment, a daily
+// rollup plus a record. Nothing is written. Callers answer it as the
+// client's error (422), never as a storage failure.
+var ErrOutOfRange = errors.New("out of range")
+
+// BalanceRangeError is the ErrOutOfRange of taking delta (negative: giving
+// it back) from balance.
+func BalanceRangeError(balance, delta money.Amount) error {
+	if delta >= 0 {
+		return fmt.Errorf("taking %s from the balance %s would go below the smallest amount (%s): %w",
+			delta, balance, money.Min, ErrOutOfRange)
+	}
+	return fmt.Errorf("adding %s to the balance %s would go above the largest amount (%s): %w",
+		-delta, balance, money.Max, ErrOutOfRange)
+}
+
+// SubRange is the range of values v for which v - d fits in an int64.
+func SubRange(d int64) (lo, hi int64) {
+	if d >= 0 {
+		return math.MinInt64 + d, math.MaxInt64
+	}
+	return math.MinInt64, math.MaxInt64 + d
+}
+
+// AddRange is the range of values v for which v + d fits in an int64.
+func AddRange(d int64) (lo, hi int64) {
+	if d >= 0 {
+		return math.MinInt64, math.MaxInt64 - d
+	}
+	return math.MinInt64 - d, math.MaxInt64
+}
+
+// Allows reports whether the rule lets a reservation of cost take money
+// from balance (the stores' SQL conditions, in Go).
+func (r ReserveRule) Allows(balance, cost money.Amount) bool {
+	switch r {
+	case ReserveIfPositive:
+		return balance > 0
+	case ReserveIfCovered:
+		return balance >= cost
+	}
+	return true
+}
+
+// SatAdd returns a+b, saturating at the ends of an int64 instead of
+// wrapping around. Usage totals add up with it.
+func SatAdd(a, b int64) int64 {
+	s := a + b
+	switch {
+	case b > 0 && s < a:
+		return math.MaxInt64
+	case b < 0 && s > a:
+		return math.MinInt64
+	}
+	return s
+}
+
+// JoinSum puts together a sum taken in two parts, hi·2^32 + lo, the way
+// the SQLite store sums int64 columns so that no SUM overflows, and
+// saturates the result at the ends of an int64.
+func JoinSum(hi, lo int64) int64 {
+	v := new(big.Int).Lsh(big.NewInt(hi), 32)
+	v.Add(v, big.NewInt(lo))
+	return Saturate(v)
+}
+
+// Saturate returns v, or the end of the int64 range it lies beyond.
+func Saturate(v *big.Int) int64 {
+	switch {
+	case v.IsInt64():
+		return v.Int64()
+	case v.Sign() > 0:
+		return math.MaxInt64
+	}
+	return math.MinInt64
+}
 
 // Record statuses. A pending record holds money taken before the answer
 // (an inlet pre-charge or a hold); Charge turns it into a final one.
@@ -173,7 +252,8 @@ type ModelPrice struct {
 }
 
 // Ledger is the sums behind one user's balance. For every user at every
-// moment: Initial + Adjustments − Charges = Balance.
+// moment: Initial + Adjustments − Charges = Balance, as long as the sums
+// fit in an int64; sums beyond it saturate at its ends rather than fail.
 type Ledger struct {
 	Initial     money.Amount
 	Adjustments money.Amount // sum of new − old over the user's balance changes
@@ -241,12 +321,21 @@ type RecordQuery struct {
 	From, To   time.Time // created_at in [From, To); zero: unbounded
 }
 
-// UsageTotals sums final records (pending holds are not usage yet).
+// UsageTotals sums final records (pending holds are not usage yet). Sums
+// beyond an int64 saturate at its ends rather than fail.
 type UsageTotals struct {
 	Cost         money.Amount
 	Calls        int64
 	InputTokens  int64
 	OutputTokens int64
+}
+
+// Add adds o to t, saturating (SatAdd).
+func (t *UsageTotals) Add(o UsageTotals) {
+	t.Cost = money.Amount(SatAdd(int64(t.Cost), int64(o.Cost)))
+	t.Calls = SatAdd(t.Calls, o.Calls)
+	t.InputTokens = SatAdd(t.InputTokens, o.InputTokens)
+	t.OutputTokens = SatAdd(t.OutputTokens, o.OutputTokens)
 }
 
 // ModelUsage is one model's share of usage.
@@ -381,8 +470,11 @@ type Store interface {
 	// Export returns every row.
 	Export(ctx context.Context) (Backup, error)
 	// Import replaces every row with the backup's, in one transaction: all
-	// or nothing.
-	Import(ctx context.Context, b Backup) error
+	// or nothing. keep, when not nil, is called first inside that
+	// transaction, with no other write in between, with every row the
+	// import replaces (as Export returns them); an error from keep undoes
+	// the import and is returned (wrapped).
+	Import(ctx context.Context, b Backup, keep func(replaced Backup) error) error
 
 	// Close releases the connections.
 	Close() error

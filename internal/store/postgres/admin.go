@@ -373,9 +373,10 @@ func recordRows(w where) string {
 		output_tokens FROM usage_records` + w.String()
 }
 
-// rollSums are the sums of store.UsageTotals over usageRows, in its order.
-const rollSums = `COALESCE(SUM(cost), 0)::BIGINT, COALESCE(SUM(calls), 0)::BIGINT,
-	COALESCE(SUM(input_tokens), 0)::BIGINT, COALESCE(SUM(output_tokens), 0)::BIGINT`
+// rollSums are the sums of store.UsageTotals over usageRows, in its order;
+// a sum beyond the BIGINT range saturates at its end (clamp).
+var rollSums = clamp(`COALESCE(SUM(cost), 0)`) + `, ` + clamp(`COALESCE(SUM(calls), 0)`) + `,
+	` + clamp(`COALESCE(SUM(input_tokens), 0)`) + `, ` + clamp(`COALESCE(SUM(output_tokens), 0)`)
 
 // UsageBetween summarises the final (not pending) records created in
 // [from, to), in one snapshot: whole UTC days from the daily rollups, the
@@ -434,13 +435,10 @@ func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usa
 		return cmp.Or(cmp.Compare(b.Cost, a.Cost), strings.Compare(a.UserID, b.UserID))
 	})
 	slices.SortFunc(u.ByDay, func(a, b store.DayUsage) int { return a.Day.Compare(b.Day) })
-	// The totals follow from the groups.
+	// The totals follow from the groups (saturating).
 	u.ActiveUsers, u.Models = int64(len(u.ByUser)), int64(len(u.ByModel))
 	for _, d := range u.ByDay {
-		u.Total.Cost += d.Cost
-		u.Total.Calls += d.Calls
-		u.Total.InputTokens += d.InputTokens
-		u.Total.OutputTokens += d.OutputTokens
+		u.Total.Add(d.UsageTotals)
 	}
 	return u, nil
 }
@@ -455,16 +453,7 @@ func (s *Store) Export(ctx context.Context) (store.Backup, error) {
 	var b store.Backup
 	err := s.readTx(ctx, func(tx pgx.Tx) error {
 		var err error
-		if b.Users, err = collect(ctx, tx, scanUser, `SELECT `+userCols+` FROM users ORDER BY id COLLATE "C"`); err != nil {
-			return err
-		}
-		if b.ModelPrices, err = collect(ctx, tx, scanPrice, `SELECT `+priceCols+` FROM model_prices ORDER BY id COLLATE "C"`); err != nil {
-			return err
-		}
-		if b.Records, err = collect(ctx, tx, scanRecord, `SELECT `+recordCols+` FROM usage_records ORDER BY id`); err != nil {
-			return err
-		}
-		b.BalanceChanges, err = collect(ctx, tx, scanChange, `SELECT `+changeCols+` FROM balance_changes ORDER BY id`)
+		b, err = exportRows(ctx, tx)
 		return err
 	})
 	if err != nil {
@@ -473,25 +462,54 @@ func (s *Store) Export(ctx context.Context) (store.Backup, error) {
 	return b, nil
 }
 
+// exportRows reads every row.
+func exportRows(ctx context.Context, tx pgx.Tx) (b store.Backup, err error) {
+	if b.Users, err = collect(ctx, tx, scanUser, `SELECT `+userCols+` FROM users ORDER BY id COLLATE "C"`); err != nil {
+		return b, err
+	}
+	if b.ModelPrices, err = collect(ctx, tx, scanPrice, `SELECT `+priceCols+` FROM model_prices ORDER BY id COLLATE "C"`); err != nil {
+		return b, err
+	}
+	if b.Records, err = collect(ctx, tx, scanRecord, `SELECT `+recordCols+` FROM usage_records ORDER BY id`); err != nil {
+		return b, err
+	}
+	b.BalanceChanges, err = collect(ctx, tx, scanChange, `SELECT `+changeCols+` FROM balance_changes ORDER BY id`)
+	return b, err
+}
+
 // Import replaces every row with the backup's in one transaction: the rows
 // keep their ids, keys, times and statuses, and the id sequences continue
 // after the largest ids. Any failure (a record of a user the backup lacks,
-// two rows with one id or key) undoes all of it. TRUNCATE locks the tables
-// until the end, so no charge interleaves with the import.
-func (s *Store) Import(ctx context.Context, b store.Backup) error {
-	_, err := retry(ctx, func() (struct{}, error) { return struct{}{}, s.importRows(ctx, b) })
+// two rows with one id or key, an error from keep) undoes all of it. The
+// tables are locked first, until the end, so no charge interleaves with
+// the import, and keep sees exactly the rows the import replaces.
+func (s *Store) Import(ctx context.Context, b store.Backup, keep func(replaced store.Backup) error) error {
+	_, err := retry(ctx, func() (struct{}, error) { return struct{}{}, s.importRows(ctx, b, keep) })
 	if err != nil {
 		return fmt.Errorf("postgres: import: %w", err)
 	}
 	return nil
 }
 
-func (s *Store) importRows(ctx context.Context, b store.Backup) error {
+func (s *Store) importRows(ctx context.Context, b store.Backup, keep func(store.Backup) error) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if _, err := tx.Exec(ctx, `LOCK TABLE users, model_prices, usage_records, balance_changes, usage_daily
+		IN ACCESS EXCLUSIVE MODE`); err != nil {
+		return err
+	}
+	if keep != nil {
+		old, err := exportRows(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if err := keep(old); err != nil {
+			return err
+		}
+	}
 	if _, err := tx.Exec(ctx, `TRUNCATE users, model_prices, usage_records, balance_changes, usage_daily`); err != nil {
 		return err
 	}

@@ -251,10 +251,10 @@ func (s *Store) Reserve(ctx context.Context, r store.Reservation) (store.Reserve
 	rec.Status = store.StatusPending
 	rec.CreatedAt = stamp(rec.CreatedAt)
 	rec.ExpiresAt = stampPtr(rec.ExpiresAt)
-	return retry(ctx, func() (store.ReserveResult, error) { return s.reserve(ctx, rec, cond) })
+	return retry(ctx, func() (store.ReserveResult, error) { return s.reserve(ctx, rec, r.Rule, cond) })
 }
 
-func (s *Store) reserve(ctx context.Context, rec store.Record, cond string) (res store.ReserveResult, err error) {
+func (s *Store) reserve(ctx context.Context, rec store.Record, rule store.ReserveRule, cond string) (res store.ReserveResult, err error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return res, err
@@ -274,16 +274,21 @@ func (s *Store) reserve(ctx context.Context, rec store.Record, cond string) (res
 		}
 	}
 
-	// 2. Take the cost when the user is not blocked and the rule allows.
+	// 2. Take the cost when the user is not blocked, the rule allows and
+	// the balance stays within an int64.
 	var bal money.Amount
+	lo, hi := store.SubRange(int64(rec.Cost))
 	err = tx.QueryRow(ctx, `UPDATE users SET balance = balance - $2, updated_at = $3
-		WHERE id = $1 AND NOT deleted AND (`+cond+`) RETURNING balance`,
-		rec.UserID, rec.Cost, now()).Scan(&bal)
+		WHERE id = $1 AND NOT deleted AND (`+cond+`) AND balance BETWEEN $4 AND $5 RETURNING balance`,
+		rec.UserID, rec.Cost, now(), lo, hi).Scan(&bal)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = tx.QueryRow(ctx, `SELECT deleted, balance FROM users WHERE id = $1`, rec.UserID).
 			Scan(&res.Blocked, &res.Balance)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return res, store.ErrNotFound
+		}
+		if cur := int64(res.Balance); err == nil && !res.Blocked && rule.Allows(res.Balance, rec.Cost) && (cur < lo || cur > hi) {
+			return res, store.BalanceRangeError(res.Balance, rec.Cost)
 		}
 		return res, err
 	}
@@ -341,12 +346,11 @@ func (s *Store) charge(ctx context.Context, r store.Record) (res store.ChargeRes
 			if r.UserID != "" && r.UserID != old.UserID {
 				return res, fmt.Errorf("postgres: key %q is held for user %q, not %q", r.Key, old.UserID, r.UserID)
 			}
-			var bal money.Amount
-			err = tx.QueryRow(ctx, `UPDATE users SET balance = balance - $2, updated_at = $3
-				WHERE id = $1 RETURNING balance`, old.UserID, r.Cost-old.Cost, now()).Scan(&bal)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return res, store.ErrNotFound
+			delta, ok := r.Cost.SubChecked(old.Cost)
+			if !ok {
+				return res, fmt.Errorf("postgres: cost %s less the %s held: %w", r.Cost, old.Cost, store.ErrOutOfRange)
 			}
+			bal, err := take(ctx, tx, old.UserID, delta)
 			if err != nil {
 				return res, err
 			}
@@ -387,12 +391,7 @@ func (s *Store) charge(ctx context.Context, r store.Record) (res store.ChargeRes
 	}
 
 	// 2. Take the cost.
-	var bal money.Amount
-	err = tx.QueryRow(ctx, `UPDATE users SET balance = balance - $2, updated_at = $3
-		WHERE id = $1 RETURNING balance`, r.UserID, r.Cost, now()).Scan(&bal)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return res, store.ErrNotFound
-	}
+	bal, err := take(ctx, tx, r.UserID, r.Cost)
 	if err != nil {
 		return res, err
 	}
@@ -409,6 +408,26 @@ func (s *Store) charge(ctx context.Context, r store.Record) (res store.ChargeRes
 		return res, err
 	}
 	return store.ChargeResult{Record: r, Balance: bal}, nil
+}
+
+// take subtracts delta (negative: gives it back) from a user's balance and
+// returns the new balance: store.ErrNotFound when there is no such user,
+// store.ErrOutOfRange, changing nothing, when the result would not fit in
+// a BIGINT (PostgreSQL would fail the statement).
+func take(ctx context.Context, tx pgx.Tx, userID string, delta money.Amount) (money.Amount, error) {
+	lo, hi := store.SubRange(int64(delta))
+	var bal money.Amount
+	err := tx.QueryRow(ctx, `UPDATE users SET balance = balance - $2, updated_at = $3
+		WHERE id = $1 AND balance BETWEEN $4 AND $5 RETURNING balance`,
+		userID, delta, now(), lo, hi).Scan(&bal)
+	if errors.Is(err, pgx.ErrNoRows) {
+		cur, err := balanceOf(ctx, tx, userID)
+		if err != nil {
+			return 0, err
+		}
+		return 0, store.BalanceRangeError(cur, delta)
+	}
+	return bal, err
 }
 
 // insertRecord inserts r and sets its ID. It returns errRace when another
@@ -450,7 +469,7 @@ func (s *Store) SetBalance(ctx context.Context, userID string, balance money.Amo
 func (s *Store) AdjustBalance(ctx context.Context, userID string, delta money.Amount, actor, reason string) (store.BalanceChange, error) {
 	return s.changeBalance(ctx, userID, actor, reason, func(old money.Amount) (money.Amount, error) {
 		if (delta > 0 && old > math.MaxInt64-delta) || (delta < 0 && old < math.MinInt64-delta) {
-			return 0, fmt.Errorf("postgres: balance %v %+d overflows", old, delta)
+			return 0, store.BalanceRangeError(old, -delta)
 		}
 		return old + delta, nil
 	})
@@ -551,13 +570,14 @@ func (s *Store) RecordModel(ctx context.Context, id, name, baseModelID string) e
 	return err
 }
 
-// Ledger sums one user's ledger in one snapshot.
+// Ledger sums one user's ledger in one snapshot. SUM of a BIGINT is a
+// NUMERIC: a sum beyond the int64 range saturates at its end (clamp).
 func (s *Store) Ledger(ctx context.Context, userID string) (store.Ledger, error) {
 	var l store.Ledger
 	err := s.pool.QueryRow(ctx, `
 		SELECT u.initial_balance, u.balance,
-			(SELECT COALESCE(SUM(new_balance - old_balance), 0)::BIGINT FROM balance_changes WHERE user_id = u.id),
-			(SELECT COALESCE(SUM(cost), 0)::BIGINT FROM usage_records WHERE user_id = u.id),
+			(SELECT `+clamp(`COALESCE(SUM(new_balance::NUMERIC - old_balance), 0)`)+` FROM balance_changes WHERE user_id = u.id),
+			(SELECT `+clamp(`COALESCE(SUM(cost), 0)`)+` FROM usage_records WHERE user_id = u.id),
 			(SELECT COUNT(*) FROM usage_records WHERE user_id = u.id)
 		FROM users u WHERE u.id = $1`, userID).
 		Scan(&l.Initial, &l.Balance, &l.Adjustments, &l.Charges, &l.Records)
@@ -565,6 +585,12 @@ func (s *Store) Ledger(ctx context.Context, userID string) (store.Ledger, error)
 		return l, store.ErrNotFound
 	}
 	return l, err
+}
+
+// clamp is SQL giving a NUMERIC expression (a SUM of BIGINTs) as a BIGINT,
+// saturated at the ends of the range rather than failing beyond them.
+func clamp(expr string) string {
+	return `LEAST(GREATEST(` + expr + `, -9223372036854775808), 9223372036854775807)::BIGINT`
 }
 
 // RecordByKey returns the record with an idempotency key, or store.ErrNotFound.
@@ -581,9 +607,9 @@ func (s *Store) MessageUsage(ctx context.Context, source, chatID, messageID stri
 		u    store.MessageUsage
 		cost int64
 	)
-	err := s.pool.QueryRow(ctx, `SELECT COUNT(*), COALESCE(MAX(model), ''), COALESCE(SUM(input_tokens), 0),
-			COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cached_tokens), 0),
-			COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(cost), 0)
+	err := s.pool.QueryRow(ctx, `SELECT COUNT(*), COALESCE(MAX(model), ''), `+clamp(`COALESCE(SUM(input_tokens), 0)`)+`,
+			`+clamp(`COALESCE(SUM(output_tokens), 0)`)+`, `+clamp(`COALESCE(SUM(cached_tokens), 0)`)+`,
+			`+clamp(`COALESCE(SUM(reasoning_tokens), 0)`)+`, `+clamp(`COALESCE(SUM(cost), 0)`)+`
 		FROM usage_records
 		WHERE message_id = $1 AND message_id <> '' AND chat_id = $2 AND source = $3
 			AND status NOT IN ('failed', 'expired')`, messageID, chatID, source).
@@ -613,8 +639,10 @@ func (s *Store) ReleaseHold(ctx context.Context, key string) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE users SET balance = balance + $2, updated_at = now() WHERE id = $1`,
-			user, cost); err != nil {
+		if cost == math.MinInt64 {
+			return false, store.BalanceRangeError(0, money.Min)
+		}
+		if _, err := take(ctx, tx, user, money.Amount(-cost)); err != nil {
 			return false, err
 		}
 		return true, tx.Commit(ctx)

@@ -321,13 +321,26 @@ func (s *Store) EachRecord(ctx context.Context, q store.RecordQuery, fn func(sto
 // dayMS is a UTC day in milliseconds.
 const dayMS = 24 * 60 * 60 * 1000
 
+// splitSums are the sums of store.UsageTotals as scanTotals reads them,
+// cost and tokens each in two parts (see safeSum); calls is the calls
+// column's sum, or COUNT(*) over records.
+func splitSums(calls string) string {
+	return `SUM(cost >> 32) AS cost_hi, SUM(cost & 4294967295) AS cost_lo, ` + calls + ` AS calls,
+		SUM(input_tokens >> 32) AS in_hi, SUM(input_tokens & 4294967295) AS in_lo,
+		SUM(output_tokens >> 32) AS out_hi, SUM(output_tokens & 4294967295) AS out_lo`
+}
+
+// splitCols are the columns of splitSums in a subquery a.
+const splitCols = `a.cost_hi, a.cost_lo, a.calls, a.in_hi, a.in_lo, a.out_hi, a.out_lo`
+
 func scanTotals(row scanner, lead ...any) (store.UsageTotals, error) {
 	var (
-		t    store.UsageTotals
-		cost int64
+		t                                        store.UsageTotals
+		costHi, costLo, inHi, inLo, outHi, outLo int64
 	)
-	err := row.Scan(append(lead, &cost, &t.Calls, &t.InputTokens, &t.OutputTokens)...)
-	t.Cost = money.Amount(cost)
+	err := row.Scan(append(lead, &costHi, &costLo, &t.Calls, &inHi, &inLo, &outHi, &outLo)...)
+	t.Cost = money.Amount(store.JoinSum(costHi, costLo))
+	t.InputTokens, t.OutputTokens = store.JoinSum(inHi, inLo), store.JoinSum(outHi, outLo)
 	return t, err
 }
 
@@ -339,7 +352,9 @@ func scanTotals(row scanner, lead ...any) (store.UsageTotals, error) {
 // input, and sorting the rollup rows of months is slow. So the sums come
 // from two streaming reads of the rollups, by user and model (in the order
 // of usage_daily_user_model_idx) and by day (in primary key order), plus
-// the few edge records grouped by day, user and model, merged here.
+// the few edge records grouped by day, user and model, merged here. Every
+// sum is taken in two parts (splitSums), so none overflows, and totals
+// beyond an int64 saturate at its ends.
 func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usage, error) {
 	var roll, edges where
 	roll.add("calls > 0")
@@ -379,12 +394,7 @@ func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usa
 		byDay  = map[int64]*store.UsageTotals{}
 		names  = map[string]string{}
 	)
-	add := func(m *store.UsageTotals, t store.UsageTotals) {
-		m.Cost += t.Cost
-		m.Calls += t.Calls
-		m.InputTokens += t.InputTokens
-		m.OutputTokens += t.OutputTokens
-	}
+	add := func(m *store.UsageTotals, t store.UsageTotals) { m.Add(t) }
 	addPair := func(k key, name string, t store.UsageTotals) {
 		if byPair[k] == nil {
 			byPair[k] = &store.UsageTotals{}
@@ -411,15 +421,12 @@ func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usa
 		}
 		return rows.Err()
 	}
-	const sums = `SUM(cost), SUM(calls), SUM(input_tokens), SUM(output_tokens)`
 	d := strconv.Itoa(dayMS)
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
 		if wholeDays {
 			// The names are the users' current ones.
-			err := each(tx, `SELECT a.user_id, a.model, COALESCE(u.name, ''), a.cost, a.calls, a.input_tokens,
-					a.output_tokens
-				FROM (SELECT user_id, model, SUM(cost) AS cost, SUM(calls) AS calls,
-						SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens
+			err := each(tx, `SELECT a.user_id, a.model, COALESCE(u.name, ''), `+splitCols+`
+				FROM (SELECT user_id, model, `+splitSums("SUM(calls)")+`
 					FROM usage_daily`+roll.String()+` GROUP BY user_id, model) a
 				LEFT JOIN users u ON u.id = a.user_id`, roll.args, func(row scanner) error {
 				var k key
@@ -431,7 +438,7 @@ func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usa
 			if err != nil {
 				return err
 			}
-			err = each(tx, `SELECT day, `+sums+` FROM usage_daily`+roll.String()+` GROUP BY day`, roll.args,
+			err = each(tx, `SELECT day, `+splitSums("SUM(calls)")+` FROM usage_daily`+roll.String()+` GROUP BY day`, roll.args,
 				func(row scanner) error {
 					var day int64
 					t, err := scanTotals(row, &day)
@@ -445,11 +452,9 @@ func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usa
 				return nil
 			}
 		}
-		return each(tx, `SELECT a.day, a.user_id, a.model, COALESCE(u.name, ''), a.cost, a.calls, a.input_tokens,
-				a.output_tokens
+		return each(tx, `SELECT a.day, a.user_id, a.model, COALESCE(u.name, ''), `+splitCols+`
 			FROM (SELECT created_at - (((created_at % `+d+`) + `+d+`) % `+d+`) AS day, user_id, model,
-					SUM(cost) AS cost, COUNT(*) AS calls, SUM(input_tokens) AS input_tokens,
-					SUM(output_tokens) AS output_tokens
+					`+splitSums("COUNT(*)")+`
 				FROM usage_records`+edges.String()+` GROUP BY 1, 2, 3) a
 			LEFT JOIN users u ON u.id = a.user_id`, edges.args, func(row scanner) error {
 			var (
@@ -510,16 +515,7 @@ func (s *Store) Export(ctx context.Context) (store.Backup, error) {
 	var b store.Backup
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		if b.Users, err = collect(ctx, tx, scanUser, `SELECT `+userCols+` FROM users ORDER BY id`); err != nil {
-			return err
-		}
-		if b.ModelPrices, err = collect(ctx, tx, scanPrice, `SELECT `+priceCols+` FROM model_prices ORDER BY id`); err != nil {
-			return err
-		}
-		if b.Records, err = collect(ctx, tx, scanRecord, `SELECT `+recordCols+` FROM usage_records ORDER BY id`); err != nil {
-			return err
-		}
-		b.BalanceChanges, err = collect(ctx, tx, scanChange, `SELECT `+changeCols+` FROM balance_changes ORDER BY id`)
+		b, err = exportRows(ctx, tx)
 		return err
 	})
 	if err != nil {
@@ -528,11 +524,37 @@ func (s *Store) Export(ctx context.Context) (store.Backup, error) {
 	return b, nil
 }
 
+// exportRows reads every row.
+func exportRows(ctx context.Context, tx queryer) (b store.Backup, err error) {
+	if b.Users, err = collect(ctx, tx, scanUser, `SELECT `+userCols+` FROM users ORDER BY id`); err != nil {
+		return b, err
+	}
+	if b.ModelPrices, err = collect(ctx, tx, scanPrice, `SELECT `+priceCols+` FROM model_prices ORDER BY id`); err != nil {
+		return b, err
+	}
+	if b.Records, err = collect(ctx, tx, scanRecord, `SELECT `+recordCols+` FROM usage_records ORDER BY id`); err != nil {
+		return b, err
+	}
+	b.BalanceChanges, err = collect(ctx, tx, scanChange, `SELECT `+changeCols+` FROM balance_changes ORDER BY id`)
+	return b, err
+}
+
 // Import replaces every row with the backup's in one write: the rows keep
 // their ids, keys, times and statuses. Any failure (a record of a user the
-// backup lacks, two rows with one id or key) undoes all of it.
-func (s *Store) Import(ctx context.Context, b store.Backup) error {
+// backup lacks, two rows with one id or key, an error from keep) undoes all
+// of it. keep sees the rows as they are in the write transaction, before
+// the import: no other write comes between.
+func (s *Store) Import(ctx context.Context, b store.Backup, keep func(replaced store.Backup) error) error {
 	_, err := write(ctx, s, func(ctx context.Context, tx wtx) (struct{}, error) {
+		if keep != nil {
+			old, err := exportRows(ctx, tx.Tx)
+			if err != nil {
+				return struct{}{}, err
+			}
+			if err := keep(old); err != nil {
+				return struct{}{}, err
+			}
+		}
 		return struct{}{}, importRows(ctx, tx.Tx, b)
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/openwebui-monitor/owmon/internal/store"
@@ -43,17 +44,34 @@ func (c contribution) neg() contribution {
 	return c
 }
 
+// upsertDaily adds a contribution to its row, unless a sum would leave the
+// int64 range ($8..$13 are the ranges the row's cost and tokens must be in
+// for that not to happen): then no row changes.
 const upsertDaily = `INSERT INTO usage_daily (day, user_id, model, calls, cost, input_tokens, output_tokens)
 	VALUES ($1, $2, $3, $4, $5, $6, $7)
 	ON CONFLICT (day, user_id, model) DO UPDATE SET
 		calls = usage_daily.calls + excluded.calls,
 		cost = usage_daily.cost + excluded.cost,
 		input_tokens = usage_daily.input_tokens + excluded.input_tokens,
-		output_tokens = usage_daily.output_tokens + excluded.output_tokens`
+		output_tokens = usage_daily.output_tokens + excluded.output_tokens
+	WHERE usage_daily.cost BETWEEN $8 AND $9 AND usage_daily.input_tokens BETWEEN $10 AND $11
+		AND usage_daily.output_tokens BETWEEN $12 AND $13`
 
-// addDaily adds c to its rollup row (one upsert).
+// addDaily adds c to its rollup row (one upsert); store.ErrOutOfRange when
+// a sum of the row would leave the int64 range.
 func addDaily(ctx context.Context, tx wtx, c contribution) error {
-	_, err := tx.ExecContext(ctx, upsertDaily, c.day, c.user, c.model, c.calls, c.cost, c.in, c.out)
+	costLo, costHi := store.AddRange(c.cost)
+	inLo, inHi := store.AddRange(c.in)
+	outLo, outHi := store.AddRange(c.out)
+	res, err := tx.ExecContext(ctx, upsertDaily, c.day, c.user, c.model, c.calls, c.cost, c.in, c.out,
+		costLo, costHi, inLo, inHi, outLo, outHi)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err == nil && n == 0 {
+		err = fmt.Errorf("the day's usage of %s with %s would not fit in an int64: %w", c.user, c.model, store.ErrOutOfRange)
+	}
 	return err
 }
 

@@ -482,11 +482,11 @@ func (s *Store) Reserve(ctx context.Context, r store.Reservation) (store.Reserve
 	rec.CreatedAt = stamp(rec.CreatedAt)
 	rec.ExpiresAt = stampPtr(rec.ExpiresAt)
 	return write(ctx, s, func(ctx context.Context, tx wtx) (store.ReserveResult, error) {
-		return reserve(ctx, tx, rec, cond)
+		return reserve(ctx, tx, rec, r.Rule, cond)
 	})
 }
 
-func reserve(ctx context.Context, tx wtx, rec store.Record, cond string) (res store.ReserveResult, err error) {
+func reserve(ctx context.Context, tx wtx, rec store.Record, rule store.ReserveRule, cond string) (res store.ReserveResult, err error) {
 	// 1. A record with the key already exists: nothing to do.
 	if rec.Key != "" {
 		old, err := scanRecord(tx.QueryRowContext(ctx, `SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1`, rec.Key))
@@ -500,11 +500,13 @@ func reserve(ctx context.Context, tx wtx, rec store.Record, cond string) (res st
 		}
 	}
 
-	// 2. Take the cost when the user is not blocked and the rule allows.
+	// 2. Take the cost when the user is not blocked, the rule allows and
+	// the balance stays within an int64.
 	var bal int64
+	lo, hi := store.SubRange(int64(rec.Cost))
 	err = tx.QueryRowContext(ctx, `UPDATE users SET balance = balance - $2, updated_at = $3
-		WHERE id = $1 AND NOT deleted AND (`+cond+`) RETURNING balance`,
-		rec.UserID, int64(rec.Cost), ms(now())).Scan(&bal)
+		WHERE id = $1 AND NOT deleted AND (`+cond+`) AND balance BETWEEN $4 AND $5 RETURNING balance`,
+		rec.UserID, int64(rec.Cost), ms(now()), lo, hi).Scan(&bal)
 	if errors.Is(err, sql.ErrNoRows) {
 		var cur int64
 		err = tx.QueryRowContext(ctx, `SELECT deleted, balance FROM users WHERE id = $1`, rec.UserID).
@@ -512,6 +514,9 @@ func reserve(ctx context.Context, tx wtx, rec store.Record, cond string) (res st
 		res.Balance = money.Amount(cur)
 		if errors.Is(err, sql.ErrNoRows) {
 			return res, store.ErrNotFound
+		}
+		if err == nil && !res.Blocked && rule.Allows(res.Balance, rec.Cost) && (cur < lo || cur > hi) {
+			return res, store.BalanceRangeError(res.Balance, rec.Cost)
 		}
 		return res, err
 	}
@@ -563,12 +568,11 @@ func charge(ctx context.Context, tx wtx, r store.Record) (res store.ChargeResult
 			if r.UserID != "" && r.UserID != old.UserID {
 				return res, fmt.Errorf("sqlite: key %q is held for user %q, not %q", r.Key, old.UserID, r.UserID)
 			}
-			var bal int64
-			err = tx.QueryRowContext(ctx, `UPDATE users SET balance = balance - $2, updated_at = $3
-				WHERE id = $1 RETURNING balance`, old.UserID, int64(r.Cost-old.Cost), ms(now())).Scan(&bal)
-			if errors.Is(err, sql.ErrNoRows) {
-				return res, store.ErrNotFound
+			delta, ok := r.Cost.SubChecked(old.Cost)
+			if !ok {
+				return res, fmt.Errorf("sqlite: cost %s less the %s held: %w", r.Cost, old.Cost, store.ErrOutOfRange)
 			}
+			bal, err := take(ctx, tx, old.UserID, delta)
 			if err != nil {
 				return res, err
 			}
@@ -606,12 +610,7 @@ func charge(ctx context.Context, tx wtx, r store.Record) (res store.ChargeResult
 	}
 
 	// 2. Take the cost.
-	var bal int64
-	err = tx.QueryRowContext(ctx, `UPDATE users SET balance = balance - $2, updated_at = $3
-		WHERE id = $1 RETURNING balance`, r.UserID, int64(r.Cost), ms(now())).Scan(&bal)
-	if errors.Is(err, sql.ErrNoRows) {
-		return res, store.ErrNotFound
-	}
+	bal, err := take(ctx, tx, r.UserID, r.Cost)
 	if err != nil {
 		return res, err
 	}
@@ -625,6 +624,26 @@ func charge(ctx context.Context, tx wtx, r store.Record) (res store.ChargeResult
 		return res, err
 	}
 	return store.ChargeResult{Record: r, Balance: money.Amount(bal)}, nil
+}
+
+// take subtracts delta (negative: gives it back) from a user's balance and
+// returns the new balance: store.ErrNotFound when there is no such user,
+// store.ErrOutOfRange, changing nothing, when the result would not fit in
+// an int64 (SQLite would silently make it a REAL).
+func take(ctx context.Context, tx wtx, userID string, delta money.Amount) (int64, error) {
+	lo, hi := store.SubRange(int64(delta))
+	var bal int64
+	err := tx.QueryRowContext(ctx, `UPDATE users SET balance = balance - $2, updated_at = $3
+		WHERE id = $1 AND balance BETWEEN $4 AND $5 RETURNING balance`,
+		userID, int64(delta), ms(now()), lo, hi).Scan(&bal)
+	if errors.Is(err, sql.ErrNoRows) {
+		cur, err := balanceOf(ctx, tx, userID)
+		if err != nil {
+			return 0, err
+		}
+		return 0, store.BalanceRangeError(cur, delta)
+	}
+	return bal, err
 }
 
 // insertRecord inserts r and sets its ID. It returns errRace when another
@@ -666,7 +685,7 @@ func (s *Store) SetBalance(ctx context.Context, userID string, balance money.Amo
 func (s *Store) AdjustBalance(ctx context.Context, userID string, delta money.Amount, actor, reason string) (store.BalanceChange, error) {
 	return s.changeBalance(ctx, userID, actor, reason, func(old money.Amount) (money.Amount, error) {
 		if (delta > 0 && old > math.MaxInt64-delta) || (delta < 0 && old < math.MinInt64-delta) {
-			return 0, fmt.Errorf("sqlite: balance %v %+d overflows", old, delta)
+			return 0, store.BalanceRangeError(old, -delta)
 		}
 		return old + delta, nil
 	})
@@ -769,25 +788,37 @@ func (s *Store) RecordModel(ctx context.Context, id, name, baseModelID string) e
 	return err
 }
 
-// Ledger sums one user's ledger in one snapshot (one statement).
+// Ledger sums one user's ledger in one snapshot (one statement). The sums
+// are split (safeSum), so none overflows; a total beyond an int64
+// saturates.
 func (s *Store) Ledger(ctx context.Context, userID string) (store.Ledger, error) {
 	var (
-		l                                      store.Ledger
-		initial, balance, adjustments, charges int64
+		l                                store.Ledger
+		initial, balance                 int64
+		newHi, newLo, oldHi, oldLo, c, d int64
 	)
 	err := s.r.QueryRowContext(ctx, `
-		SELECT u.initial_balance, u.balance,
-			(SELECT COALESCE(SUM(new_balance - old_balance), 0) FROM balance_changes WHERE user_id = u.id),
-			(SELECT COALESCE(SUM(cost), 0) FROM usage_records WHERE user_id = u.id),
-			(SELECT COUNT(*) FROM usage_records WHERE user_id = u.id)
-		FROM users u WHERE u.id = $1`, userID).
-		Scan(&initial, &balance, &adjustments, &charges, &l.Records)
+		SELECT u.initial_balance, u.balance, a.*, r.*
+		FROM users u,
+			(SELECT `+safeSum("new_balance")+`, `+safeSum("old_balance")+` FROM balance_changes WHERE user_id = $1) a,
+			(SELECT `+safeSum("cost")+`, COUNT(*) FROM usage_records WHERE user_id = $1) r
+		WHERE u.id = $1`, userID).
+		Scan(&initial, &balance, &newHi, &newLo, &oldHi, &oldLo, &c, &d, &l.Records)
 	if errors.Is(err, sql.ErrNoRows) {
 		return l, store.ErrNotFound
 	}
 	l.Initial, l.Balance = money.Amount(initial), money.Amount(balance)
-	l.Adjustments, l.Charges = money.Amount(adjustments), money.Amount(charges)
+	l.Adjustments = money.Amount(store.JoinSum(newHi-oldHi, newLo-oldLo))
+	l.Charges = money.Amount(store.JoinSum(c, d))
 	return l, err
+}
+
+// safeSum sums an INTEGER column as two columns, the sums of its high and
+// of its low 32 bits, which store.JoinSum puts back together: SQLite's SUM
+// fails with "integer overflow" once a sum leaves the int64 range, and
+// these two cannot (below 2^31 rows).
+func safeSum(col string) string {
+	return `COALESCE(SUM(` + col + ` >> 32), 0), COALESCE(SUM(` + col + ` & 4294967295), 0)`
 }
 
 // RecordByKey returns the record with an idempotency key, or store.ErrNotFound.
@@ -801,17 +832,20 @@ func (s *Store) RecordByKey(ctx context.Context, key string) (store.Record, erro
 // MessageUsage sums what one path recorded for a message.
 func (s *Store) MessageUsage(ctx context.Context, source, chatID, messageID string) (store.MessageUsage, error) {
 	var (
-		u    store.MessageUsage
-		cost int64
+		u     store.MessageUsage
+		parts [10]int64
 	)
-	err := s.read(ctx, `SELECT COUNT(*), COALESCE(MAX(model), ''), COALESCE(SUM(input_tokens), 0),
-			COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cached_tokens), 0),
-			COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(cost), 0)
+	err := s.read(ctx, `SELECT COUNT(*), COALESCE(MAX(model), ''), `+safeSum("input_tokens")+`,
+			`+safeSum("output_tokens")+`, `+safeSum("cached_tokens")+`,
+			`+safeSum("reasoning_tokens")+`, `+safeSum("cost")+`
 		FROM usage_records
 		WHERE message_id = $1 AND message_id <> '' AND chat_id = $2 AND source = $3
 			AND status NOT IN ('failed', 'expired')`, messageID, chatID, source).
-		Scan(&u.Records, &u.Model, &u.InputTokens, &u.OutputTokens, &u.CachedTokens, &u.ReasoningTokens, &cost)
-	u.Cost = money.Amount(cost)
+		Scan(&u.Records, &u.Model, &parts[0], &parts[1], &parts[2], &parts[3], &parts[4], &parts[5],
+			&parts[6], &parts[7], &parts[8], &parts[9])
+	u.InputTokens, u.OutputTokens = store.JoinSum(parts[0], parts[1]), store.JoinSum(parts[2], parts[3])
+	u.CachedTokens, u.ReasoningTokens = store.JoinSum(parts[4], parts[5]), store.JoinSum(parts[6], parts[7])
+	u.Cost = money.Amount(store.JoinSum(parts[8], parts[9]))
 	return u, err
 }
 
@@ -831,8 +865,10 @@ func (s *Store) ReleaseHold(ctx context.Context, key string) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE users SET balance = balance + $2, updated_at = $3 WHERE id = $1`,
-			user, cost, ms(now()))
+		if cost == math.MinInt64 {
+			return false, store.BalanceRangeError(0, money.Min)
+		}
+		_, err = take(ctx, tx, user, money.Amount(-cost))
 		return err == nil, err
 	})
 }

@@ -77,6 +77,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RekeyHold", testRekeyHold},
 		{"ChargeCovered", testChargeCovered},
 		{"AdoptRace", testAdoptRace},
+		{"OverflowRefused", testOverflowRefused},
+		{"AggregatesAtBounds", testAggregatesAtBounds},
+		{"ImportKeep", testImportKeep},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -2033,7 +2036,7 @@ func testExportImport(t *testing.T, open func(t *testing.T) store.Store) {
 	if err := dst.RecordModel(ctx, "old-model", "", ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := dst.Import(ctx, b); err != nil {
+	if err := dst.Import(ctx, b, nil); err != nil {
 		t.Fatalf("Import: %v", err)
 	}
 	sameBackup(t, "export after import", export(t, dst), b)
@@ -2078,14 +2081,14 @@ func testExportImport(t *testing.T, open func(t *testing.T) store.Store) {
 	checkLedger(t, dst, "uc", 1)
 
 	// Importing into the store it came from gives the same rows back.
-	if err := src.Import(ctx, b); err != nil {
+	if err := src.Import(ctx, b, nil); err != nil {
 		t.Fatal(err)
 	}
 	sameBackup(t, "re-import into the source", export(t, src), b)
 	checkAllLedgers(t, src, b)
 
 	// An empty backup empties the store.
-	if err := dst.Import(ctx, store.Backup{}); err != nil {
+	if err := dst.Import(ctx, store.Backup{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if e := export(t, dst); len(e.Users)+len(e.ModelPrices)+len(e.Records)+len(e.BalanceChanges) != 0 {
@@ -2132,7 +2135,7 @@ func testImportFailure(t *testing.T, s store.Store) {
 	for _, tc := range cases {
 		b := good()
 		tc.spoil(&b)
-		if err := s.Import(ctx, b); err == nil {
+		if err := s.Import(ctx, b, nil); err == nil {
 			t.Fatalf("%s: Import succeeded", tc.name)
 		}
 		sameBackup(t, "after a failed import ("+tc.name+")", export(t, s), before)
@@ -2142,7 +2145,7 @@ func testImportFailure(t *testing.T, s store.Store) {
 	if _, err := s.Charge(ctx, store.Record{UserID: "ua", Cost: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Import(ctx, before); err != nil {
+	if err := s.Import(ctx, before, nil); err != nil {
 		t.Fatal(err)
 	}
 	sameBackup(t, "after a good import", export(t, s), before)
@@ -2323,7 +2326,7 @@ func testUsageRollups(t *testing.T, s store.Store) {
 			var b store.Backup
 			if b, err = s.Export(ctx); err == nil {
 				b.Records = slices.DeleteFunc(b.Records, func(store.Record) bool { return rng.IntN(4) == 0 })
-				err = s.Import(ctx, b)
+				err = s.Import(ctx, b, nil)
 			}
 			pending, expired = nil, nil
 			for _, r := range b.Records {
