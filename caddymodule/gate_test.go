@@ -404,3 +404,34 @@ func TestGateChargesTheFirstTurnOfANewChat(t *testing.T) {
 		})
 	}
 }
+
+// TestGateClientErrorsAreNever5xx walks the gate's model routes with
+// malformed, trailing-data, oversized, overflowing and mistyped bodies:
+// each is a 4xx naming the problem, and none reaches OpenWebUI.
+func TestGateClientErrorsAreNever5xx(t *testing.T) {
+	e := startEdge(t, sqliteDB(t), "max_body_size 4KiB")
+	paths := []string{"/api/chat/completions", "/api/v1/chat/completions", "/openai/chat/completions", "/openai/responses",
+		"/ollama/api/chat", "/ollama/api/generate", "/ollama/v1/chat/completions", "/api/v1/messages",
+		"/api/v1/tasks/title/completions", "/api/embeddings", "/api/v1/images/generations", "/api/v1/audio/speech"}
+	bodies := map[string]string{
+		"malformed":     `{"model": "gpt-4o", "messages": [`,
+		"trailing data": `{"model":"gpt-4o","messages":[]}{"model":"gpt-4o"}`,
+		"not an object": `["gpt-4o"]`,
+		"NaN":           `{"model":"gpt-4o","temperature":NaN}`,
+		"mistyped":      `{"model":42,"messages":[]}`,
+		"stream string": `{"model":"gpt-4o","stream":"yes"}`,
+		"oversized":     `{"model":"gpt-4o","prompt":"` + strings.Repeat("x", 8<<10) + `"}`,
+		"blank":         " ",
+	}
+	for _, path := range paths {
+		for name, body := range bodies {
+			status, b := e.call(t, path, body, "Authorization", "Bearer "+e.key)
+			if status < 400 || status >= 500 || gjson.GetBytes(b, "detail").Str == "" {
+				t.Errorf("%s, %s: %d %s", path, name, status, b)
+			}
+		}
+		if n := e.modelCalls(path); n != 0 {
+			t.Errorf("%d refused calls reached OpenWebUI's %s", n, path)
+		}
+	}
+}

@@ -15,6 +15,16 @@ import (
 	"github.com/openwebui-monitor/owmon/internal/money"
 )
 
+// ProviderCovers reports whether old, the existing record with a charge's
+// key, covers the charge r: the provider meter owns old (it adopted the
+// hold) and r comes from another path, so Charge changes nothing. A charge
+// without a source (the settlement of an expired hold) is not covered,
+// and neither is any charge of an expired record.
+func ProviderCovers(old, r Record) bool {
+	return old.Source == SourceProvider && old.Status != StatusExpired &&
+		r.Source != "" && r.Source != SourceProvider
+}
+
 // ErrNotFound reports a user, record or price that does not exist.
 var ErrNotFound = errors.New("not found")
 

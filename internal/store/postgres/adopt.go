@@ -10,15 +10,6 @@ import (
 	"github.com/openwebui-monitor/owmon/internal/store"
 )
 
-// covers reports whether the existing record old, which the provider meter
-// owns, covers the charge r from another path: then Charge changes nothing.
-// A charge without a source (the settlement of an expired hold) is not
-// covered.
-func covers(old, r store.Record) bool {
-	return old.Source == store.SourceProvider && old.Status != store.StatusExpired &&
-		r.Source != "" && r.Source != store.SourceProvider
-}
-
 // found is a record an UPDATE … RETURNING may have matched.
 type found struct {
 	rec store.Record

@@ -334,7 +334,7 @@ func (s *Store) charge(ctx context.Context, r store.Record) (res store.ChargeRes
 		old, err := scanRecord(tx.QueryRow(ctx,
 			`SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1 FOR UPDATE`, r.Key))
 		switch {
-		case err == nil && covers(old, r):
+		case err == nil && store.ProviderCovers(old, r):
 			res.Covered, res.Record = true, old
 			res.Balance, err = balanceOf(ctx, tx, old.UserID)
 			return res, err

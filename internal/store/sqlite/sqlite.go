@@ -556,7 +556,7 @@ func charge(ctx context.Context, tx wtx, r store.Record) (res store.ChargeResult
 		old, err := scanRecord(tx.QueryRowContext(ctx,
 			`SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1`, r.Key))
 		switch {
-		case err == nil && covers(old, r):
+		case err == nil && store.ProviderCovers(old, r):
 			res.Covered, res.Record = true, old
 			res.Balance, err = balanceOf(ctx, tx, old.UserID)
 			return res, err
