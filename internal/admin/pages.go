@@ -408,8 +408,6 @@ func newPager(p string, q url.Values, page, size int, total int64) pager {
 
 // ---- Overview ----
 
-var presets = []string{"today", "7d", "month", "30d", "all", "custom"}
-
 type overviewData struct {
 	Preset, From, To, Metric string
 	Presets                  []link
@@ -423,51 +421,17 @@ type link struct {
 	Current         bool
 }
 
-// usageRange reads the preset (and, for custom, from and to as dates,
-// both inclusive) into [from, to).
-func usageRange(q url.Values, now time.Time) (preset string, from, to time.Time, err error) {
-	now = now.UTC()
-	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
-	preset = q.Get("range")
-	switch preset {
-	case "today":
-		from = today
-	case "", "7d":
-		preset, from = "7d", today.AddDate(0, 0, -6)
-	case "month":
-		from = time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
-	case "30d":
-		from = today.AddDate(0, 0, -29)
-	case "all":
-	case "custom":
-		if v := q.Get("from"); v != "" {
-			if from, err = time.Parse("2006-01-02", v); err != nil {
-				return preset, from, to, errors.New("from: not a date")
-			}
-		}
-		if v := q.Get("to"); v != "" {
-			if to, err = time.Parse("2006-01-02", v); err != nil {
-				return preset, from, to, errors.New("to: not a date")
-			}
-			to = to.AddDate(0, 0, 1)
-		}
-	default:
-		return "7d", today.AddDate(0, 0, -6), time.Time{}, errors.New("range: unknown")
-	}
-	return preset, from, to, nil
-}
-
 func (u *ui) overview(w http.ResponseWriter, r *http.Request, v *view) int {
 	q := r.URL.Query()
-	d := &overviewData{Metric: "cost"}
-	if q.Get("metric") == "calls" {
-		d.Metric = "calls"
-	}
-	preset, from, to, err := usageRange(q, time.Now())
+	d := &overviewData{Metric: overviewMetric(q)}
+	status := http.StatusOK
+	rg, err := usageQuery(q, time.Now(), "7d")
 	if err != nil {
-		v.Error = err.Error()
+		v.Error, status = err.Error(), http.StatusBadRequest
+		rg, _ = usageQuery(nil, time.Now(), "7d") // show the default range
 	}
-	d.Preset = preset
+	from, to := rg.From, rg.To
+	d.Preset = rg.Preset
 	if !from.IsZero() {
 		d.From = from.Format("2006-01-02")
 	}
@@ -475,7 +439,7 @@ func (u *ui) overview(w http.ResponseWriter, r *http.Request, v *view) int {
 		d.To = to.AddDate(0, 0, -1).Format("2006-01-02")
 	}
 	for _, p := range presets[:len(presets)-1] {
-		d.Presets = append(d.Presets, link{p, v.T("range." + p), pageURL("./", q, "range", p, "from", "", "to", ""), p == preset})
+		d.Presets = append(d.Presets, link{p, v.T("range." + p), pageURL("./", q, "range", p, "from", "", "to", "", "startTime", "", "endTime", ""), p == d.Preset})
 	}
 	for _, m := range []string{"cost", "calls"} {
 		d.Metrics = append(d.Metrics, link{m, v.T("metric." + m), pageURL("./", q, "metric", m), m == d.Metric})
@@ -488,7 +452,7 @@ func (u *ui) overview(w http.ResponseWriter, r *http.Request, v *view) int {
 	d.Usage = usage
 	d.Share, d.Ranking, d.Daily = overviewCharts(v, usage, d.Metric, v.Base)
 	v.Data = d
-	return http.StatusOK
+	return status
 }
 
 // ---- Users ----
@@ -503,35 +467,29 @@ type usersData struct {
 
 func (u *ui) users(w http.ResponseWriter, r *http.Request, v *view) int {
 	q := r.URL.Query()
-	d := &usersData{Search: strings.TrimSpace(q.Get("search")), Sort: q.Get("sort"), Order: q.Get("order"), Status: q.Get("status")}
-	var blocked *bool
-	switch d.Status {
-	case "active", "blocked":
-		b := d.Status == "blocked"
-		blocked = &b
-	default:
-		d.Status = ""
+	uq, err := userQuery(q)
+	if err != nil {
+		v.Error = err.Error()
+		v.Data = &usersData{Search: uq.Search, Sort: "created_at", Order: "desc", SortLinks: map[string]string{}}
+		return http.StatusBadRequest
 	}
-	if !allowed(d.Sort, store.UserSortFields) {
+	d := &usersData{Search: uq.Search, Sort: uq.SortField, Order: "asc"}
+	if d.Sort == "" {
 		d.Sort = "created_at"
 	}
-	if d.Order != "asc" {
+	if uq.Descending {
 		d.Order = "desc"
 	}
-	page, _ := strconv.Atoi(q.Get("page"))
-	if page < 1 {
-		page = 1
+	if uq.Blocked != nil {
+		d.Status = map[bool]string{false: "active", true: "blocked"}[*uq.Blocked]
 	}
-	const size = 20
-	users, total, err := u.api.store.ListUsers(r.Context(), store.UserQuery{
-		Page: page, PageSize: size, SortField: d.Sort, Descending: d.Order == "desc", Search: d.Search, Blocked: blocked,
-	})
+	users, total, err := u.api.store.ListUsers(r.Context(), uq)
 	if err != nil {
 		u.api.log.Error("users page", "error", err)
 		v.Error = "the monitor's database is unavailable"
 	}
 	d.Users = users
-	d.Pager = newPager("users", q, page, size, total)
+	d.Pager = newPager("users", q, uq.Page, uq.PageSize, total)
 	d.SortLinks = map[string]string{}
 	for _, f := range store.UserSortFields {
 		o := "asc" // names and the like: A first; amounts and dates: most first
@@ -541,7 +499,7 @@ func (u *ui) users(w http.ResponseWriter, r *http.Request, v *view) int {
 		if f == d.Sort { // a second click turns the order round
 			o = map[string]string{"asc": "desc", "desc": "asc"}[d.Order]
 		}
-		d.SortLinks[f] = pageURL("users", q, "sort", f, "order", o, "page", "")
+		d.SortLinks[f] = pageURL("users", q, "sort", f, "order", o, "sortField", "", "sortOrder", "", "page", "")
 	}
 	v.Data = d
 	return http.StatusOK
@@ -614,53 +572,35 @@ type recordsData struct {
 
 func (u *ui) records(w http.ResponseWriter, r *http.Request, v *view) int {
 	q := r.URL.Query()
-	d := &recordsData{Users: q.Get("users"), Models: q.Get("models"), From: q.Get("from"), To: q.Get("to"),
-		Sort: q.Get("sortField"), Order: q.Get("sortOrder"),
-		SortFields: []string{"use_time", "cost", "input_tokens", "output_tokens", "model_name", "nickname", "user_id"}}
-	if d.Sort == "" {
-		d.Sort = "use_time"
-	}
-	if d.Order != "ascend" {
+	rq, err := recordQuery(q, recordsPagePageSize)
+	d := &recordsData{Users: strings.Join(rq.Users, ","), Models: strings.Join(rq.Models, ","),
+		Sort: recordSortName(rq.SortField), Order: "ascend",
+		SortFields: []string{"use_time", "cost", "input_tokens", "output_tokens", "model_name", "nickname", "user_id"},
+		// The export reads the same filter with the same parser.
+		Export: pageURL("api/v1/panel/records/export", q, "page", "", "pageSize", "")}
+	if rq.Descending {
 		d.Order = "descend"
 	}
-	// The API's filter, with the inclusive "to" date made exclusive.
-	api := url.Values{"sortField": {d.Sort}, "sortOrder": {d.Order}}
-	for k, val := range map[string]string{"users": d.Users, "models": d.Models, "startDate": d.From} {
-		if val != "" {
-			api.Set(k, val)
-		}
+	if !rq.From.IsZero() {
+		d.From = rq.From.UTC().Format("2006-01-02")
 	}
-	if d.To != "" {
-		if t, err := time.Parse("2006-01-02", d.To); err == nil {
-			api.Set("endDate", t.AddDate(0, 0, 1).Format("2006-01-02"))
-		} else {
-			api.Set("endDate", d.To) // reported below
-		}
+	if !rq.To.IsZero() {
+		d.To = rq.To.UTC().Add(-time.Nanosecond).Format("2006-01-02")
 	}
-	d.Export = "api/v1/panel/records/export?" + api.Encode()
-	const size = 50
-	page, _ := strconv.Atoi(q.Get("page"))
-	if page < 1 {
-		page = 1
-	}
-	api.Set("page", strconv.Itoa(page))
-	api.Set("pageSize", strconv.Itoa(size))
-	rq, err := recordQuery(api)
-	status := http.StatusOK
 	if err != nil {
 		v.Error = err.Error()
-		status = http.StatusBadRequest
-	} else {
-		var total int64
-		d.Records, total, err = u.api.store.ListRecords(r.Context(), rq)
-		if err != nil {
-			u.api.log.Error("records page", "error", err)
-			v.Error = "the monitor's database is unavailable"
-		}
-		d.Pager = newPager("records", q, page, size, total)
+		v.Data = d
+		return http.StatusBadRequest
 	}
+	var total int64
+	d.Records, total, err = u.api.store.ListRecords(r.Context(), rq)
+	if err != nil {
+		u.api.log.Error("records page", "error", err)
+		v.Error = "the monitor's database is unavailable"
+	}
+	d.Pager = newPager("records", q, rq.Page, rq.PageSize, total)
 	v.Data = d
-	return status
+	return http.StatusOK
 }
 
 // ---- Settings ----

@@ -4,7 +4,6 @@ import (
 	"encoding/csv"
 	"errors"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -12,14 +11,6 @@ import (
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
 )
-
-// recordSort maps the sort fields the old dashboard sent to ours.
-var recordSort = map[string]string{
-	"use_time": "created_at", "created_at": "created_at",
-	"model_name": "model", "model": "model",
-	"cost": "cost", "input_tokens": "input_tokens", "output_tokens": "output_tokens",
-	"nickname": "nickname", "user_id": "user_id", "balance_after": "balance_after",
-}
 
 type recordJSON struct {
 	ID           int64        `json:"id"`
@@ -45,50 +36,10 @@ func recordOut(r store.Record) recordJSON {
 		r.Cost, r.BalanceAfter, r.Source, r.Status, r.Estimated, r.Purpose, r.ChatID, r.MessageID, r.DurationMS}
 }
 
-// recordQuery reads the records filter shared by the list and the export.
-func recordQuery(q url.Values) (store.RecordQuery, error) {
-	var rq store.RecordQuery
-	var err error
-	if rq.Page, rq.PageSize, err = paging(q, 10); err != nil {
-		return rq, err
-	}
-	if f := q.Get("sortField"); f != "" {
-		mapped, ok := recordSort[f]
-		if !ok {
-			return rq, errors.New("sortField: " + quote(f) + " is not one of use_time, model_name, cost, input_tokens, output_tokens, nickname, user_id, balance_after")
-		}
-		rq.SortField = mapped
-	}
-	if rq.Descending, err = order(q.Get("sortOrder")); err != nil {
-		return rq, err
-	}
-	if q.Get("sortField") == "" {
-		rq.Descending = true // newest first
-	}
-	rq.Users = list(q.Get("users"))
-	rq.Models = list(q.Get("models"))
-	if rq.From, err = parseTime("startDate", q.Get("startDate")); err != nil {
-		return rq, err
-	}
-	if rq.To, err = parseTime("endDate", q.Get("endDate")); err != nil {
-		return rq, err
-	}
-	return rq, nil
-}
-
-func list(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // listRecords: GET /api/v1/panel/records?page&pageSize&sortField&sortOrder&users&models&startDate&endDate
+// (the records page's from and to as well: recordQuery)
 func (a *API) listRecords(w http.ResponseWriter, r *http.Request) {
-	rq, err := recordQuery(r.URL.Query())
+	rq, err := recordQuery(r.URL.Query(), recordsAPIPageSize)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -112,7 +63,7 @@ func (a *API) listRecords(w http.ResponseWriter, r *http.Request) {
 // exportRecords: GET /api/v1/panel/records/export — the filtered records as
 // CSV (RFC 4180), streamed row by row.
 func (a *API) exportRecords(w http.ResponseWriter, r *http.Request) {
-	rq, err := recordQuery(r.URL.Query())
+	rq, err := recordQuery(r.URL.Query(), recordsAPIPageSize)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -162,20 +113,15 @@ func totalsOut(t store.UsageTotals) totalsJSON {
 	return totalsJSON{t.Calls, t.Cost, t.InputTokens, t.OutputTokens}
 }
 
-// usage: GET /api/v1/panel/usage?startTime&endTime — totals per model, per
+// usage: GET /api/v1/panel/usage?startTime&endTime (or range, from, to) — totals per model, per
 // user (by id, with the current name) and per day.
 func (a *API) usage(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	from, err := parseTime("startTime", q.Get("startTime"))
+	rg, err := usageQuery(r.URL.Query(), time.Now(), "all")
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	to, err := parseTime("endTime", q.Get("endTime"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
+	from, to := rg.From, rg.To
 	u, err := a.store.UsageBetween(r.Context(), from, to)
 	if err != nil {
 		a.storageFailed(w, "usage", err)

@@ -26,31 +26,9 @@ func userOut(u store.User) userJSON {
 
 // listUsers: GET /api/v1/users?page&pageSize&sortField&sortOrder&search&deleted
 func (a *API) listUsers(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	page, size, err := paging(q, 20)
+	uq, err := userQuery(r.URL.Query())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	uq := store.UserQuery{Page: page, PageSize: size, Search: strings.TrimSpace(q.Get("search"))}
-	if uq.SortField = q.Get("sortField"); uq.SortField != "" && !allowed(uq.SortField, store.UserSortFields) {
-		writeError(w, http.StatusBadRequest, "sortField: "+quote(uq.SortField)+" is not one of "+strings.Join(store.UserSortFields, ", "))
-		return
-	}
-	if uq.Descending, err = order(q.Get("sortOrder")); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if uq.SortField == "" {
-		uq.Descending = true // newest first, as before
-	}
-	switch d := q.Get("deleted"); d {
-	case "":
-	case "true", "false":
-		blocked := d == "true"
-		uq.Blocked = &blocked
-	default:
-		writeError(w, http.StatusBadRequest, "deleted: "+quote(d)+" is neither true nor false")
 		return
 	}
 	users, total, err := a.store.ListUsers(r.Context(), uq)
@@ -66,7 +44,7 @@ func (a *API) listUsers(w http.ResponseWriter, r *http.Request) {
 	for i, u := range users {
 		out[i] = userOut(u)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"users": out, "total": total, "page": page, "pageSize": size})
+	writeJSON(w, http.StatusOK, map[string]any{"users": out, "total": total, "page": uq.Page, "pageSize": uq.PageSize})
 }
 
 type balanceBody struct {
