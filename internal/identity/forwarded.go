@@ -1,12 +1,9 @@
 package identity
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -123,7 +120,7 @@ func unquoteName(s string) string {
 // utils/headers.py _mint_forward_user_jwt as
 // {sub, email, name, role, iss: "open-webui", iat, exp}.
 func verifyForwardedJWT(token, secret string, now time.Time) (User, error) {
-	payload, err := verifyHS256Raw(token, secret)
+	payload, err := verifyJWS(token, secret)
 	if err != nil {
 		return User{}, err
 	}
@@ -143,12 +140,8 @@ func verifyForwardedJWT(token, secret string, now time.Time) (User, error) {
 	if c.Exp == nil {
 		return User{}, errNoExp
 	}
-	f, err := c.Exp.Float64()
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return User{}, errMalformed
-	}
-	if exp := time.Unix(int64(min(max(f, -1<<62), 1<<62)), 0); !now.Before(exp) {
-		return User{}, errExpired
+	if _, err := checkExp(*c.Exp, now); err != nil {
+		return User{}, err
 	}
 	if c.Iss != nil && *c.Iss != forwardedIssuer {
 		return User{}, errIssuer
@@ -171,42 +164,4 @@ func verifyForwardedJWT(token, secret string, now time.Time) (User, error) {
 func claimString(v any) string {
 	s, _ := v.(string)
 	return strings.TrimSpace(s)
-}
-
-// verifyHS256Raw checks a compact JWS the way PyJWT's
-// jwt.decode(token, secret, algorithms=["HS256"]) does and returns the
-// decoded payload JSON; claims are left to the caller. It is verifyHS256
-// without the session-token claims.
-func verifyHS256Raw(token, secret string) ([]byte, error) {
-	h64, rest, ok := strings.Cut(token, ".")
-	if !ok {
-		return nil, errMalformed
-	}
-	p64, s64, ok := strings.Cut(rest, ".")
-	if !ok || strings.Contains(s64, ".") {
-		return nil, errMalformed
-	}
-	var header struct {
-		Alg string `json:"alg"`
-	}
-	if err := decodeJSON(h64, &header); err != nil {
-		return nil, errMalformed
-	}
-	if header.Alg != "HS256" {
-		return nil, errAlg
-	}
-	sig, err := b64(s64)
-	if err != nil {
-		return nil, errMalformed
-	}
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(token[:len(h64)+1+len(p64)]))
-	if !hmac.Equal(sig, mac.Sum(nil)) {
-		return nil, errSignature
-	}
-	payload, err := b64(p64)
-	if err != nil {
-		return nil, errMalformed
-	}
-	return payload, nil
 }

@@ -29,3 +29,19 @@ func TestParseUsageShapes(t *testing.T) {
 		}
 	}
 }
+
+// llama.cpp's prompt_n/predicted_n, read last; a bound applies to each name.
+func TestReadUsageLlamaCppAndBound(t *testing.T) {
+	got, err := ParseUsage(gjson.Parse(`{"prompt_n":5,"predicted_n":9}`), "usage")
+	if want := (Usage{Input: 5, Output: 9, Reported: true}); err != nil || got != want {
+		t.Errorf("llama.cpp: %+v, %v; want %+v", got, err, want)
+	}
+	_, err = parseUsage(gjson.Parse(`{"prompt_n":5,"predicted_n":900}`), "usage", 100)
+	if fe, ok := err.(*FieldError); !ok || fe.Field != "usage.predicted_n" {
+		t.Errorf("bound: %v, want an error naming usage.predicted_n", err)
+	}
+	got, err = ReadUsage(gjson.Parse(`{"prompt_n":5,"predicted_n":900,"total_tokens":50}`), "usage", UsageOptions{Lenient: true, MaxTokens: 100})
+	if want := (Usage{Input: 5, Output: 45, Reported: true}); err != nil || got != want {
+		t.Errorf("lenient bound: %+v, %v; want %+v", got, err, want)
+	}
+}

@@ -196,79 +196,16 @@ func errorText(v gjson.Result) string {
 	return v.Raw
 }
 
-// ParseUsage reads a usage object from a chat event. Reported is set when
-// it names input or output tokens. Values that are not whole numbers ≥ 0
-// are ignored.
-//
-// Names, in order of preference: OpenWebUI's merge_usage (0.10+) sums
-// input_tokens/output_tokens (and the *_details maps) over the calls of a
-// message but keeps only the latest call's prompt_tokens/completion_tokens,
-// so the normalized names come first; then OpenAI, Ollama and llama.cpp
-// raw names (0.5–0.7 sent the provider's dict as is). Cached: the OpenAI
-// and Responses details, or Anthropic's cache_read_input_tokens.
-// Reasoning: the OpenAI and Responses details. Output falls back to
-// total_tokens − input.
+// ParseUsage reads a usage object from a chat event with
+// openwebui.ReadUsage, leniently: values that are not whole numbers ≥ 0 are
+// skipped for the next name, and it never fails. Reported is set when it
+// names input or output tokens. The normalized input_tokens/output_tokens
+// come first: OpenWebUI's merge_usage (0.10+) sums them over the calls of a
+// message but keeps only the latest call's prompt_tokens/completion_tokens;
+// 0.5–0.7 sent the provider's dict as is (OpenAI, Ollama, llama.cpp names).
 func ParseUsage(v gjson.Result) openwebui.Usage {
-	var u openwebui.Usage
-	if !v.IsObject() {
-		return u
-	}
-	var in, out, total, cached, reasoning pick
-	v.ForEach(func(k, f gjson.Result) bool {
-		switch k.Str {
-		case "input_tokens":
-			in.offer(0, f)
-		case "prompt_tokens":
-			in.offer(1, f)
-		case "prompt_eval_count":
-			in.offer(2, f)
-		case "prompt_n":
-			in.offer(3, f)
-		case "output_tokens":
-			out.offer(0, f)
-		case "completion_tokens":
-			out.offer(1, f)
-		case "eval_count":
-			out.offer(2, f)
-		case "predicted_n":
-			out.offer(3, f)
-		case "total_tokens":
-			total.offer(0, f)
-		case "prompt_tokens_details":
-			cached.offer(0, f.Get("cached_tokens"))
-		case "input_tokens_details":
-			cached.offer(1, f.Get("cached_tokens"))
-		case "cache_read_input_tokens":
-			cached.offer(2, f)
-		case "completion_tokens_details":
-			reasoning.offer(0, f.Get("reasoning_tokens"))
-		case "output_tokens_details":
-			reasoning.offer(1, f.Get("reasoning_tokens"))
-		}
-		return true
-	})
-	u.Input, u.Output, u.Cached, u.Reasoning = in.n, out.n, cached.n, reasoning.n
-	if in.set && !out.set && total.set && total.n >= in.n {
-		u.Output, out.set = total.n-in.n, true
-	}
-	u.Reported = in.set || out.set
+	u, _ := openwebui.ReadUsage(v, "usage", openwebui.UsageOptions{Lenient: true})
 	return u
-}
-
-// pick keeps the count of the most preferred (lowest rank) field seen.
-type pick struct {
-	n    int64
-	rank int
-	set  bool
-}
-
-func (p *pick) offer(rank int, f gjson.Result) {
-	if p.set && p.rank <= rank || !f.Exists() || f.Type == gjson.Null {
-		return
-	}
-	if n, err := openwebui.Count(f); err == nil {
-		p.n, p.rank, p.set = n, rank, true
-	}
 }
 
 // AnswerText is the answer's text: for Output, the text of its "message"

@@ -1,6 +1,7 @@
 package wstap
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/tidwall/gjson"
@@ -125,5 +126,61 @@ func TestAnswerText(t *testing.T) {
 	}
 	if c, r := (ChatEvent{}).AnswerText(); c != "" || r != "" {
 		t.Errorf("empty: %q %q", c, r)
+	}
+}
+
+// The tap and the outlet read usage with the one openwebui.ReadUsage: on
+// well-formed reports they agree, llama.cpp's names and the normalized
+// names (preferred, as merge_usage sums them over a tool loop) included.
+func TestParseUsageAgreesWithOutlet(t *testing.T) {
+	cases := []struct {
+		name, json string
+		want       openwebui.Usage
+	}{
+		{"llama.cpp", `{"prompt_n":5,"predicted_n":9,"predicted_per_second":40.5}`, openwebui.Usage{Input: 5, Output: 9, Reported: true}},
+		{"llama.cpp input only, total", `{"prompt_n":5,"total_tokens":12}`, openwebui.Usage{Input: 5, Output: 7, Reported: true}},
+		{"openai over llama.cpp", `{"prompt_n":5,"predicted_n":9,"prompt_tokens":6,"completion_tokens":10}`, openwebui.Usage{Input: 6, Output: 10, Reported: true}},
+		{"normalized", `{"input_tokens":30,"output_tokens":9,"input_tokens_details":{"cached_tokens":3},"output_tokens_details":{"reasoning_tokens":4}}`,
+			openwebui.Usage{Input: 30, Output: 9, Cached: 3, Reasoning: 4, Reported: true}},
+		{"merged tool loop", `{"prompt_tokens":20,"completion_tokens":5,"input_tokens":40,"output_tokens":10,"total_tokens":50,"prompt_tokens_details":{"cached_tokens":8}}`,
+			openwebui.Usage{Input: 40, Output: 10, Cached: 8, Reported: true}},
+		{"normalized over ollama and llama.cpp", `{"prompt_eval_count":1,"eval_count":2,"prompt_n":3,"predicted_n":4,"output_tokens":7,"input_tokens":6}`,
+			openwebui.Usage{Input: 6, Output: 7, Reported: true}},
+		{"ollama", `{"prompt_eval_count":26,"eval_count":3}`, openwebui.Usage{Input: 26, Output: 3, Reported: true}},
+		{"zero is a count", `{"prompt_n":0,"predicted_n":0}`, openwebui.Usage{Reported: true}},
+		{"none", `{"predicted_per_second":40.5}`, openwebui.Usage{}},
+	}
+	for _, c := range cases {
+		tap := ParseUsage(gjson.Parse(c.json))
+		outlet, err := openwebui.ParseUsage(gjson.Parse(c.json), "usage")
+		if err != nil || tap != c.want || outlet != c.want {
+			t.Errorf("%s: tap %+v, outlet %+v (%v); want %+v", c.name, tap, outlet, err, c.want)
+		}
+	}
+}
+
+// Where a report is bad the tap skips the value (and never fails) while the
+// outlet refuses it, naming the field.
+func TestParseUsageBadValues(t *testing.T) {
+	cases := []struct {
+		json, field string
+		tap         openwebui.Usage
+	}{
+		{`{"input_tokens":"40","prompt_tokens":20,"completion_tokens":5}`, "usage.input_tokens", openwebui.Usage{Input: 20, Output: 5, Reported: true}},
+		{`{"prompt_n":-1,"predicted_n":9}`, "usage.prompt_n", openwebui.Usage{Output: 9, Reported: true}},
+		{`{"prompt_n":5,"predicted_n":1.5}`, "usage.predicted_n", openwebui.Usage{Input: 5, Reported: true}},
+		{`{"prompt_tokens":5,"total_tokens":"x"}`, "usage.total_tokens", openwebui.Usage{Input: 5, Reported: true}},
+		{`{"prompt_tokens":5,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":null},"input_tokens_details":{"cached_tokens":true}}`,
+			"usage.input_tokens_details.cached_tokens", openwebui.Usage{Input: 5, Output: 1, Reported: true}},
+	}
+	for _, c := range cases {
+		if got := ParseUsage(gjson.Parse(c.json)); got != c.tap {
+			t.Errorf("tap %s = %+v, want %+v", c.json, got, c.tap)
+		}
+		_, err := openwebui.ParseUsage(gjson.Parse(c.json), "usage")
+		var fe *openwebui.FieldError
+		if !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("outlet %s: error %v, want one naming %s", c.json, err, c.field)
+		}
 	}
 }
