@@ -428,62 +428,50 @@ func (c *Call) End() {
 		c.g.newChatAnswered(c)
 	}
 	ctx := context.WithoutCancel(c.ctx)
-	a := ledger.Answer{
+	o := ledger.Observation{
 		User:  userInfo(c.user),
-		Model: c.req.Model, ChatID: c.chatID, MessageID: c.messageID,
+		Model: c.req.Model, ChatID: c.chatID, MessageID: c.messageID, Key: c.key,
 		Source: c.source, Purpose: c.label, Duration: time.Since(c.start),
+		PromptTokens: c.prompt,
+		ClientLeft:   c.ctx.Err() != nil,
+		Background:   c.background,
+		Tokenless:    c.label == "images" || c.label == "audio" || c.label == "embeddings",
 	}
-	a.Key = c.key
-	var usage openwebui.Usage
-	var reported, produced bool
-	if c.meter != nil {
-		usage, reported = c.meter.Usage()
-		produced = c.meter.Produced()
-	}
-	cancelled := c.ctx.Err() != nil
 	switch {
-	case c.status == 0 || c.status >= 400:
-		a.Status = store.StatusFailed // upstream error or no answer: release in full
-		if cancelled && c.status == 0 {
-			a.Status = store.StatusCancelled
-		}
-	case reported:
-		a.InputTokens, a.OutputTokens = usage.Input, usage.Output
-		a.CachedTokens, a.ReasoningTokens = usage.Cached, usage.Reasoning
-		if !c.meter.Finished() {
-			// Cut short: an early report (Anthropic's message_start says
-			// 1 output token) may trail what was produced.
-			a.OutputTokens = max(a.OutputTokens, c.meter.OutputTokens())
-			if cancelled {
-				a.Status = store.StatusCancelled
-			}
-		}
-	case c.background && !produced:
-		return // OpenWebUI answers over the websocket: the report or the expiry settles it
-	case produced:
-		a.InputTokens, a.OutputTokens, a.Estimated = c.prompt, c.meter.OutputTokens(), true
-		if cancelled {
-			a.Status = store.StatusCancelled // charged for what was produced
-		}
-	case cancelled:
-		a.Status = store.StatusCancelled // nothing produced: nothing charged
-	case c.label == "images" || c.label == "audio" || c.label == "embeddings":
-		a.InputTokens, a.Estimated = c.prompt, true // answered, without tokens to show
+	case c.status == 0:
+		o.Ended = ledger.EndNoAnswer
+	case c.status >= 400:
+		o.Ended = ledger.EndFailed
+	case c.meter != nil && c.meter.Finished():
+		o.Ended = ledger.EndCompleted
 	default:
-		a.Status = store.StatusFailed // an answer with nothing in it
+		o.Ended = ledger.EndEarly
+	}
+	if c.meter != nil {
+		usage, reported := c.meter.Usage()
+		o.Usage = ledgerUsage(usage, reported)
+		o.Produced = c.meter.Produced()
+		o.OutputTokens = c.meter.OutputTokens()
 	}
 	// The answer is out: settle in the background, so the connection is
 	// free for the client's next request while the charge is written.
 	c.g.settling.Add(1)
 	go func() {
 		defer c.g.settling.Done()
-		if _, err := c.g.ledger.Charge(ctx, a); err != nil {
+		// A web-UI chat with nothing produced here is left to the
+		// websocket tap (or its hold's expiry): Settle charges nothing.
+		if _, err := c.g.ledger.Settle(ctx, o); err != nil {
 			c.g.log.Error("cannot settle a model call; its hold is released when it expires", "error", err)
 		}
 		if c.local != nil {
 			c.g.ledger.ReleaseLocal(c.local)
 		}
 	}()
+}
+
+// ledgerUsage is a usage report as the ledger takes it.
+func ledgerUsage(u openwebui.Usage, reported bool) ledger.Usage {
+	return ledger.Usage{Input: u.Input, Output: u.Output, Cached: u.Cached, Reasoning: u.Reasoning, Reported: reported}
 }
 
 func setBody(r *http.Request, body []byte) {

@@ -209,29 +209,21 @@ func (g *Gate) SettleWebChat(r wstap.Result) {
 			}
 			wc = webChat{user: identity.User{ID: held.UserID, Name: held.Nickname}, model: held.Model, start: held.CreatedAt}
 		}
-		a := ledger.Answer{
+		o := ledger.Observation{
 			User: userInfo(wc.user), Model: wc.model, ChatID: r.ChatID, MessageID: r.MessageID, Key: key,
 			Source: store.SourceWebsocket, Purpose: "chat", Duration: r.Ended.Sub(wc.start),
+			Usage:        ledgerUsage(r.Usage, r.Usage.Reported),
+			PromptTokens: wc.prompt,
+			Produced:     r.Content != "" || r.Reasoning != "",
+			Ended:        ledger.EndStopped, // stopped or failed midway
 		}
-		produced := r.Content != "" || r.Reasoning != ""
-		switch {
-		case r.Usage.Reported:
-			a.InputTokens, a.OutputTokens = r.Usage.Input, r.Usage.Output
-			a.CachedTokens, a.ReasoningTokens = r.Usage.Cached, r.Usage.Reasoning
-		case produced:
-			a.InputTokens = wc.prompt
-			a.OutputTokens = g.counter.Text(wc.model, r.Content+r.Reasoning)
-			a.Estimated = true
+		if r.Outcome == wstap.Done {
+			o.Ended = ledger.EndCompleted
 		}
-		switch {
-		case !r.Usage.Reported && !produced:
-			a.Status = store.StatusFailed // nothing came: release the hold
-		case r.Outcome == wstap.Done:
-			a.Status = store.StatusCompleted
-		default:
-			a.Status = store.StatusCancelled // stopped or failed midway: what was produced
+		if o.Produced && !o.Usage.Reported {
+			o.OutputTokens = g.counter.Text(wc.model, r.Content+r.Reasoning) // only an estimate needs it
 		}
-		if _, err := g.ledger.Charge(ctx, a); err != nil {
+		if _, err := g.ledger.Settle(ctx, o); err != nil {
 			g.log.Error("cannot settle a web-UI answer; its hold is released when it expires", "error", err)
 		}
 	}()

@@ -150,10 +150,11 @@ type outletAnswer struct {
 }
 
 func (e *Endpoints) outlet(ctx context.Context, w http.ResponseWriter, call openwebui.FilterCall) {
-	a := ledger.Answer{
+	o := ledger.Observation{
 		User: userOf(call), Model: call.Model, BaseModelID: call.BaseModelID,
 		ChatID: call.ChatID, MessageID: call.MessageID,
 		Source: store.SourceFunction, Purpose: "chat",
+		Ended: ledger.EndReply,
 	}
 	reply, hasReply := call.Reply()
 	var usage openwebui.Usage
@@ -166,18 +167,13 @@ func (e *Endpoints) outlet(ctx context.Context, w http.ResponseWriter, call open
 		}
 		content = openwebui.ContentText(reply)
 	}
-	if usage.Reported {
-		a.InputTokens, a.OutputTokens = usage.Input, usage.Output
-		a.CachedTokens, a.ReasoningTokens = usage.Cached, usage.Reasoning
-	} else {
-		a.InputTokens = e.counter.Messages(call.Model, call.Prompt())
-		a.OutputTokens = e.counter.Text(call.Model, content)
-		a.Estimated = true
-		if content == "" { // no content and no usage: the answer failed
-			a.Status = store.StatusFailed
-		}
+	o.Usage = ledger.Usage{Input: usage.Input, Output: usage.Output, Cached: usage.Cached, Reasoning: usage.Reasoning, Reported: usage.Reported}
+	o.Produced = content != ""
+	if !usage.Reported { // only an estimate needs the counts
+		o.PromptTokens = e.counter.Messages(call.Model, call.Prompt())
+		o.OutputTokens = e.counter.Text(call.Model, content)
 	}
-	res, err := e.ledger.Charge(ctx, a)
+	res, err := e.ledger.Settle(ctx, o)
 	if errors.Is(err, store.ErrOutOfRange) {
 		// The tokens and the price are fine alone, but the cost, or the
 		// balance after it, does not fit in an amount: nothing was charged.
