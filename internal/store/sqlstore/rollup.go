@@ -1,10 +1,10 @@
-package sqlite
+package sqlstore
 
-// The daily rollups (table usage_daily, see migrations/sqlite/00002): the
-// final (not pending) records summed by UTC day, user and model. Every
-// change of a record's final contribution updates them in the same
-// transaction, so UsageBetween reads whole days from them and only the
-// partial days at the edges of a range from usage_records.
+// The daily rollups (table usage_daily, see migrations/*/00002): the final
+// (not pending) records summed by UTC day, user and model. Every change of
+// a record's final contribution updates them in the same transaction, so
+// UsageBetween reads whole days from them and only the partial days at the
+// edges of a range from usage_records.
 
 import (
 	"context"
@@ -16,27 +16,41 @@ import (
 
 const day = 24 * time.Hour
 
-// dayOf is the UTC midnight starting t's day (also before 1970).
-func dayOf(t time.Time) time.Time { return t.UTC().Truncate(day) }
+// DayOf is the UTC midnight starting t's day (also before 1970).
+func DayOf(t time.Time) time.Time { return t.UTC().Truncate(day) }
 
-// dayCeil is the first UTC midnight not before t.
-func dayCeil(t time.Time) time.Time {
-	d := dayOf(t)
+// DayCeil is the first UTC midnight not before t.
+func DayCeil(t time.Time) time.Time {
+	d := DayOf(t)
 	if d.Before(t) {
 		d = d.Add(day)
 	}
 	return d
 }
 
+// WholeDays splits [from, to) (zero times: unbounded): the whole UTC days
+// are [a, b) (a or b zero where unbounded), and ok is false when there is
+// no whole day.
+func WholeDays(from, to time.Time) (a, b time.Time, ok bool) {
+	a, b = from, to
+	if !from.IsZero() {
+		a = DayCeil(from)
+	}
+	if !to.IsZero() {
+		b = DayOf(to)
+	}
+	return a, b, from.IsZero() || to.IsZero() || a.Before(b)
+}
+
 // contribution is what one record adds to its day's rollup row.
 type contribution struct {
-	day                  int64 // unix ms of the UTC midnight
+	day                  time.Time // the UTC midnight
 	user, model          string
 	calls, cost, in, out int64
 }
 
 func contributionOf(r store.Record) contribution {
-	return contribution{ms(dayOf(r.CreatedAt)), r.UserID, r.Model, 1, int64(r.Cost), r.InputTokens, r.OutputTokens}
+	return contribution{DayOf(r.CreatedAt), r.UserID, r.Model, 1, int64(r.Cost), r.InputTokens, r.OutputTokens}
 }
 
 func (c contribution) neg() contribution {
@@ -59,16 +73,12 @@ const upsertDaily = `INSERT INTO usage_daily (day, user_id, model, calls, cost, 
 
 // addDaily adds c to its rollup row (one upsert); store.ErrOutOfRange when
 // a sum of the row would leave the int64 range.
-func addDaily(ctx context.Context, tx wtx, c contribution) error {
+func addDaily(ctx context.Context, d Dialect, q Querier, c contribution) error {
 	costLo, costHi := store.AddRange(c.cost)
 	inLo, inHi := store.AddRange(c.in)
 	outLo, outHi := store.AddRange(c.out)
-	res, err := tx.ExecContext(ctx, upsertDaily, c.day, c.user, c.model, c.calls, c.cost, c.in, c.out,
+	n, err := q.Exec(ctx, upsertDaily, d.Day(c.day), c.user, c.model, c.calls, c.cost, c.in, c.out,
 		costLo, costHi, inLo, inHi, outLo, outHi)
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
 	if err == nil && n == 0 {
 		err = fmt.Errorf("the day's usage of %s with %s would not fit in an int64: %w", c.user, c.model, store.ErrOutOfRange)
 	}
@@ -77,23 +87,25 @@ func addDaily(ctx context.Context, tx wtx, c contribution) error {
 
 // replaceDaily replaces a final record's contribution old by new: one
 // upsert of the difference when both fall on one row, else two.
-func replaceDaily(ctx context.Context, tx wtx, old, new contribution) error {
-	if old.day == new.day && old.user == new.user && old.model == new.model {
+func replaceDaily(ctx context.Context, d Dialect, q Querier, old, new contribution) error {
+	if old.day.Equal(new.day) && old.user == new.user && old.model == new.model {
 		new.calls -= old.calls
 		new.cost -= old.cost
 		new.in -= old.in
 		new.out -= old.out
-		return addDaily(ctx, tx, new)
+		return addDaily(ctx, d, q, new)
 	}
-	if err := addDaily(ctx, tx, old.neg()); err != nil {
+	if err := addDaily(ctx, d, q, old.neg()); err != nil {
 		return err
 	}
-	return addDaily(ctx, tx, new)
+	return addDaily(ctx, d, q, new)
 }
 
 // rebuildDaily recomputes every rollup row from usage_records.
-const rebuildDaily = `INSERT INTO usage_daily (day, user_id, model, calls, cost, input_tokens, output_tokens)
-	SELECT created_at - (((created_at % 86400000) + 86400000) % 86400000), user_id, model,
+func rebuildDaily(d Dialect) string {
+	return `INSERT INTO usage_daily (day, user_id, model, calls, cost, input_tokens, output_tokens)
+	SELECT ` + d.DayOf("created_at") + `, user_id, model,
 		COUNT(*), SUM(cost), SUM(input_tokens), SUM(output_tokens)
 	FROM usage_records WHERE status <> 'pending'
 	GROUP BY 1, 2, 3`
+}
