@@ -46,7 +46,7 @@ type App struct {
 	access   *identity.Throttle // wrong access_tokens per client, shared by every handler's dashboard
 	apiKeys  *identity.Throttle // wrong api_keys per client, shared by every handler's inlet and outlet
 	log      *slog.Logger
-	stop     context.CancelFunc
+	stop     func() // ends the gate's sweeps
 }
 
 // CaddyModule returns the Caddy module information.
@@ -124,26 +124,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 // Start begins releasing holds nobody settled in time, and ending web-UI
 // answers the websocket tap lost sight of.
 func (a *App) Start() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	stopSweep := a.gate.Tracker().Start(5 * time.Second)
-	a.stop = func() { cancel(); stopSweep() }
-	every := max(min(a.settings.HoldTTL/4, time.Minute), 100*time.Millisecond) // a ticker refuses 0
-	go func() {
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-tick.C:
-				if n, err := a.ledger.ExpireHolds(ctx, now); err != nil {
-					a.log.Error("releasing expired holds", "error", err)
-				} else if n > 0 {
-					a.log.Info("released expired holds", "count", n)
-				}
-			}
-		}
-	}()
+	a.stop = a.gate.Start()
 	return nil
 }
 

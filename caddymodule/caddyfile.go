@@ -25,25 +25,38 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	return httpcaddyfile.App{Name: "openwebui_monitor", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
-// UnmarshalCaddyfile sets up the app from the global option block. Every
-// option is optional and falls back to its environment variable:
+// UnmarshalCaddyfile sets up the app from the global option block. Each
+// option takes one value; every one is optional and falls back to its
+// environment variable (the README's table), then to its default:
 //
 //	openwebui_monitor {
-//		database              <postgres://… | sqlite://path>
-//		openwebui             <url>
-//		openwebui_api_key     <key>
-//		api_key               <key>
-//		access_token          <token>
-//		init_balance          <amount>
-//		default_input_price   <amount per 1M tokens>
-//		default_output_price  <amount per 1M tokens>
-//		default_per_msg_price <amount, or -1 to bill by tokens>
-//		cost_on_inlet         <amount | model:amount,model:amount>
-//		max_body_size         <size, e.g. 32MiB>
-//		provider_key          <key OpenWebUI's connections send to openwebui_meter>
-//		forward_user_jwt_secret <OpenWebUI's FORWARD_USER_INFO_HEADER_JWT_SECRET>
-//		system_user           <user id>
-//		…                     (every option of the README's table)
+//		database                <postgres://… | postgresql://… | sqlite://path>
+//		openwebui               <url>
+//		openwebui_api_key       <key>
+//		api_key                 <key>
+//		access_token            <token>
+//		init_balance            <amount>
+//		default_input_price     <amount per 1M tokens>
+//		default_output_price    <amount per 1M tokens>
+//		default_per_msg_price   <amount, or -1 to bill by tokens>
+//		cost_on_inlet           <amount | model:amount[,model:amount…]>
+//		max_body_size           <size, e.g. 32MiB>
+//		body_timeout            <duration, e.g. 60s>
+//		webui_secret_key        <secret>
+//		mode                    enforce|monitor
+//		identity_cache_ttl      <duration>
+//		inject_usage            on|off
+//		strip_background        on|off
+//		hold_ttl                <duration>
+//		min_hold                <amount>
+//		dashboard               on|off
+//		dashboard_path          <path, e.g. /monitor, or />
+//		currency                <symbol>
+//		provider_key            <key of at least 16 characters>
+//		forward_user_jwt_secret <secret>
+//		system_user             <user id>
+//		api_key_header          <header name>
+//		max_tokens_per_call     <count>
 //	}
 //
 // Values are checked here, so `caddy adapt` names a bad one.

@@ -67,14 +67,7 @@ func (m *Meter) Validate() error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (m *Meter) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	call, handled := m.app.gate.BeginProvider(w, r, m.cfg)
-	if handled {
-		return nil
-	}
-	if call == nil {
-		return next.ServeHTTP(w, r)
-	}
-	return serveMetered(w, r, next, call)
+	return m.app.gate.ServeProvider(w, r, m.cfg, next)
 }
 
 func parseMeter(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

@@ -1,4 +1,4 @@
-package caddymodule
+package edge
 
 import (
 	"bufio"
@@ -9,67 +9,51 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-
 	"github.com/openwebui-monitor/owmon/internal/wstap"
 )
 
-// socketIOPath is where OpenWebUI mounts socket.io, in every version (§5).
-const socketIOPath = "/ws/socket.io"
+// SocketIOPath is where OpenWebUI mounts socket.io, in every version (§5).
+const SocketIOPath = "/ws/socket.io"
 
 // serveSocketIO passes OpenWebUI's socket.io traffic on and lets the tap
 // read what the server sends the browser: the frames of an upgraded
 // websocket, or the bodies of long-polling answers. Not a byte is changed
 // or held back. Traffic of an unidentified user passes untapped.
-func (h *Handler) serveSocketIO(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	user, ok := h.app.gate.Identify(r)
+func (g *Gate) serveSocketIO(w http.ResponseWriter, r *http.Request, next Handler) error {
+	user, ok := g.Identify(r)
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}
-	tracker := h.app.gate.Tracker()
+	tracker := g.tracker
 	q := r.URL.Query()
 	switch {
 	case r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		// Ask for frames we can read as they are; the tap still inflates
 		// when an upstream compresses anyway.
 		r.Header.Del("Sec-Websocket-Extensions")
-		tw := &tapWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+		tw := &tapWriter{wrapper: wrapper{w},
 			open: func(ext string) *wstap.Conn { return tracker.OpenWebSocket(user.ID, ext) }}
 		return next.ServeHTTP(tw, r)
 	case r.Method == http.MethodGet && q.Get("transport") == "polling" && q.Get("sid") != "":
 		r.Header.Set("Accept-Encoding", "identity")
 		body := tracker.OpenPolling(q.Get("sid"), user.ID).Body()
 		defer body.Close()
-		return next.ServeHTTP(&pollWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, body: body}, r)
+		return next.ServeHTTP(&pollWriter{wrapper: wrapper{w}, body: body}, r)
 	}
 	return next.ServeHTTP(w, r)
-}
-
-// stopPath reports the chat whose generation POST
-// /api/tasks/chat/{chat_id}/stop stops.
-func stopPath(r *http.Request) (chatID string, ok bool) {
-	if r.Method != http.MethodPost {
-		return "", false
-	}
-	rest, ok := strings.CutPrefix(r.URL.Path, "/api/tasks/chat/")
-	if !ok {
-		return "", false
-	}
-	chatID, ok = strings.CutSuffix(rest, "/stop")
-	return chatID, ok && chatID != "" && !strings.Contains(chatID, "/")
 }
 
 // tapWriter hands reverse_proxy a connection whose writes (the server's
 // frames, after the 101 answer) the tap reads once they were sent.
 type tapWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	wrapper
 	open func(extensions string) *wstap.Conn
 }
 
 // Hijack takes over the browser's connection, as reverse_proxy does on a
 // protocol switch, and wraps it.
 func (w *tapWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(w.ResponseWriterWrapper.ResponseWriter).Hijack()
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -126,19 +110,19 @@ func (c *tapConn) CloseWrite() error {
 
 // pollWriter lets the tap read a long-polling answer's body as it is sent.
 type pollWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	wrapper
 	body *wstap.BodyWriter
 }
 
 func (w *pollWriter) Write(p []byte) (int, error) {
-	n, err := w.ResponseWriterWrapper.Write(p)
+	n, err := w.ResponseWriter.Write(p)
 	if n > 0 {
 		_, _ = w.body.Write(p[:n])
 	}
 	return n, err
 }
 
-// ReadFrom is masked: ResponseWriterWrapper's would bypass Write.
+// ReadFrom is masked: the writer beneath's would bypass Write.
 func (w *pollWriter) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(writerOnly{w}, r)
 }
