@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
 )
@@ -224,7 +225,7 @@ func seed(t *testing.T, st store.Store) {
 		{UserID: "u2", Nickname: "Bob", Model: "gpt-4o", InputTokens: 800, OutputTokens: 100, Cost: money.Amount(2_400_000)},
 		{UserID: "u2", Nickname: "Bob", Model: "llama3", InputTokens: 500, OutputTokens: 500, Cost: money.Amount(1_000_000)},
 	} {
-		r.Source, r.Key = store.SourceFunction, fmt.Sprint("seed/", i)
+		r.Source, r.Key = ledger.SourceFunction, fmt.Sprint("seed/", i)
 		if _, err := st.Charge(ctx, r); err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/openwebui-monitor/owmon/internal/fakeowui"
+	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
 )
@@ -175,7 +176,7 @@ func TestGateStripsEveryChatField(t *testing.T) {
 				t.Fatalf("%s: OpenWebUI got %s", extra, got.Raw)
 			}
 		}
-		if recs := e.waitRecords(t, "alice", i+1); recs[i].Cost != money.Units(26) || recs[i].Source != store.SourceEdge {
+		if recs := e.waitRecords(t, "alice", i+1); recs[i].Cost != money.Units(26) || recs[i].Source != ledger.SourceEdge {
 			t.Fatalf("%s: record %+v", extra, recs[i])
 		}
 	}
@@ -385,7 +386,7 @@ func TestGateChargesTheFirstTurnOfANewChat(t *testing.T) {
 			waitTabs(t, tabs, "m-new", isDone)
 			recs := e.webRecords(t, 1)
 			r := recs[0]
-			if len(recs) != 1 || r.Source != store.SourceWebsocket || r.Status != store.StatusCompleted || r.Estimated ||
+			if len(recs) != 1 || r.Source != ledger.SourceWebsocket || r.Status != ledger.StatusCompleted || r.Estimated ||
 				r.ChatID != chatID || r.MessageID != "m-new" || r.InputTokens != 30 || r.OutputTokens != 10 || r.Cost != money.Units(50) {
 				t.Fatalf("records %+v (chat %s)", recs, chatID)
 			}

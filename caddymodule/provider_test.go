@@ -14,6 +14,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/openwebui-monitor/owmon/internal/fakeowui"
+	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
 )
@@ -99,7 +100,7 @@ func (s *stack) userRecords(t *testing.T, user string, n int) []store.Record {
 		}
 		pending := false
 		for _, r := range recs {
-			pending = pending || r.Status == store.StatusPending
+			pending = pending || r.Status == ledger.StatusPending
 		}
 		if len(recs) >= n && !pending && len(edgeRecords(t, s.st, user)) == 0 {
 			return recs
@@ -184,7 +185,7 @@ func TestProviderMeterChargesEveryCallOnce(t *testing.T) {
 					if r.MessageID == "a1" {
 						named++
 					}
-					if r.Source != store.SourceProvider || r.Status != store.StatusCompleted || r.Estimated ||
+					if r.Source != ledger.SourceProvider || r.Status != ledger.StatusCompleted || r.Estimated ||
 						r.ChatID != "c1" || (r.MessageID != "a1" && r.MessageID != "") || r.Model != "gpt-4o" ||
 						r.InputTokens != 20 || r.OutputTokens != 5 || r.CachedTokens != 4 || r.ReasoningTokens != 2 ||
 						r.Cost != money.Units(30) {
@@ -266,7 +267,7 @@ func TestProviderMeterAndFrontChargeAPICallOnce(t *testing.T) {
 					t.Fatalf("%d records after %d calls: %+v", len(recs), i+1, recs)
 				}
 				r := recs[i]
-				if r.Source != store.SourceProvider || r.MessageID == "" || r.InputTokens != 12 || r.OutputTokens != 7 || r.Cost != money.Units(26) {
+				if r.Source != ledger.SourceProvider || r.MessageID == "" || r.InputTokens != 12 || r.OutputTokens != 7 || r.Cost != money.Units(26) {
 					t.Fatalf("record %+v", r)
 				}
 				if got := s.balance(t, "alice"); got != money.Units(1000-26*int64(i+1)) {
@@ -382,7 +383,7 @@ func TestProviderMeterTrust(t *testing.T) {
 	}
 	for _, user := range []string{"bob", "system"} {
 		recs := s.userRecords(t, user, 1)
-		if len(recs) != 1 || recs[0].Source != store.SourceProvider || recs[0].Cost != money.Units(26) {
+		if len(recs) != 1 || recs[0].Source != ledger.SourceProvider || recs[0].Cost != money.Units(26) {
 			t.Fatalf("%s records %+v", user, recs)
 		}
 	}

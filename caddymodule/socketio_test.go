@@ -10,6 +10,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/openwebui-monitor/owmon/internal/fakeowui"
+	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
 )
@@ -71,7 +72,7 @@ func (e *edgeEnv) webRecords(t *testing.T, n int) []store.Record {
 		}
 		settled := len(recs) >= n
 		for _, r := range recs {
-			settled = settled && r.Status != store.StatusPending
+			settled = settled && r.Status != ledger.StatusPending
 		}
 		if settled {
 			return recs
@@ -100,7 +101,7 @@ func TestWebsocketChargesWebChats(t *testing.T) {
 			e.webChat(t, "c1", "m1")
 			waitTabs(t, tabs, "m1", isDone)
 			recs := e.webRecords(t, 1)
-			if len(recs) != 1 || recs[0].Source != store.SourceWebsocket || recs[0].Status != store.StatusCompleted ||
+			if len(recs) != 1 || recs[0].Source != ledger.SourceWebsocket || recs[0].Status != ledger.StatusCompleted ||
 				recs[0].InputTokens != 12 || recs[0].OutputTokens != 7 || recs[0].Estimated || recs[0].Cost != money.Units(26) ||
 				recs[0].ChatID != "c1" || recs[0].MessageID != "m1" {
 				t.Fatalf("records %+v", recs)
@@ -125,7 +126,7 @@ func TestWebsocketChargesWebChats(t *testing.T) {
 			waitTabs(t, tabs[:1], "m2", isDone)
 			recs = e.webRecords(t, 2)
 			est := recs[1]
-			if est.MessageID != "m2" || !est.Estimated || est.Status != store.StatusCompleted || est.InputTokens < 5 || est.OutputTokens < 4 || est.OutputTokens > 8 {
+			if est.MessageID != "m2" || !est.Estimated || est.Status != ledger.StatusCompleted || est.InputTokens < 5 || est.OutputTokens < 4 || est.OutputTokens > 8 {
 				t.Fatalf("estimate %+v", est)
 			}
 
@@ -138,7 +139,7 @@ func TestWebsocketChargesWebChats(t *testing.T) {
 			e.webChat(t, "c3", "m3")
 			waitTabs(t, polled, "m3", isDone)
 			recs = e.webRecords(t, 3)
-			if r := recs[2]; r.MessageID != "m3" || r.InputTokens != 3 || r.OutputTokens != 2 || r.Estimated || r.Source != store.SourceWebsocket {
+			if r := recs[2]; r.MessageID != "m3" || r.InputTokens != 3 || r.OutputTokens != 2 || r.Estimated || r.Source != ledger.SourceWebsocket {
 				t.Fatalf("polled %+v", r)
 			}
 			if len(recs) != 3 {
@@ -173,7 +174,7 @@ func TestWebsocketChargesAStoppedGeneration(t *testing.T) {
 	recs := e.webRecords(t, 1)
 	r := recs[0]
 	fullTokens := int64(12)
-	if r.Status != store.StatusCancelled || !r.Estimated || r.OutputTokens < 2 || r.OutputTokens >= fullTokens || r.Cost <= 0 {
+	if r.Status != ledger.StatusCancelled || !r.Estimated || r.OutputTokens < 2 || r.OutputTokens >= fullTokens || r.Cost <= 0 {
 		t.Fatalf("stopped answer %+v", r)
 	}
 	if got := e.balance(t, "alice"); got != money.Units(100)-r.Cost {
@@ -193,7 +194,7 @@ func TestWebsocketReadsCompressedFrames(t *testing.T) {
 	e.webChat(t, "cz", "mz")
 	waitTabs(t, tabs, "mz", isDone)
 	recs := e.webRecords(t, 1)
-	if r := recs[0]; r.Source != store.SourceWebsocket || r.InputTokens != 5 || r.OutputTokens != 4 || r.Estimated {
+	if r := recs[0]; r.Source != ledger.SourceWebsocket || r.InputTokens != 5 || r.OutputTokens != 4 || r.Estimated {
 		t.Fatalf("record %+v", r)
 	}
 }

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/money"
-	"github.com/openwebui-monitor/owmon/internal/store"
 )
 
 // wsFrame encodes one server-to-client WebSocket frame (unmasked).
@@ -172,7 +172,7 @@ func TestWebsocketRelaysEveryByte(t *testing.T) {
 			}
 
 			recs := e.webRecords(t, 1)
-			if len(recs) != 1 || recs[0].Source != store.SourceWebsocket || recs[0].Status != store.StatusCompleted ||
+			if len(recs) != 1 || recs[0].Source != ledger.SourceWebsocket || recs[0].Status != ledger.StatusCompleted ||
 				recs[0].InputTokens != 30 || recs[0].OutputTokens != 9 || recs[0].Estimated || recs[0].Cost != money.Units(30+2*9) {
 				t.Fatalf("records %+v", recs)
 			}

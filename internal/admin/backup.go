@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
 )
@@ -249,7 +250,7 @@ func (a *API) importDatabase(w http.ResponseWriter, r *http.Request) {
 		replaced store.Backup
 		saved    string
 	)
-	err = a.store.Import(r.Context(), b, func(old store.Backup) error {
+	err = a.ledger.Import(r.Context(), b, func(old store.Backup) error {
 		replaced = old
 		switch {
 		case countsOf(old).empty():
@@ -291,8 +292,6 @@ func (a *API) importDatabase(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "the backup could not be imported, nothing was changed: "+err.Error())
 		return
 	}
-	a.ledger.ForgetPrices()
-	a.ledger.ForgetUsers()
 	if saved != "" {
 		a.log.Info("restore replaced data; the replaced data is kept", "backup", saved, "replaced", countsOf(replaced).String())
 	}
@@ -469,10 +468,10 @@ func backupToStore(f backupFile) (store.Backup, error) {
 			ChatID: rec.ChatID, MessageID: rec.MessageID, Key: rec.Key, DurationMS: rec.DurationMS,
 			CreatedAt: rec.UseTime, ExpiresAt: rec.ExpiresAt}
 		if sr.Source == "" {
-			sr.Source = store.SourceFunction
+			sr.Source = ledger.SourceFunction
 		}
 		if sr.Status == "" {
-			sr.Status = store.StatusCompleted
+			sr.Status = ledger.StatusCompleted
 		}
 		if sr.CreatedAt.IsZero() {
 			return b, fmt.Errorf("data.user_usage_records[%d].use_time: is required", i)

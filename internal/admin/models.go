@@ -227,7 +227,7 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
 		if _, ok := byID[m.ID]; ok {
 			continue
 		}
-		if err := a.store.RecordModel(ctx, m.ID, m.name(), m.base()); err != nil {
+		if err := a.ledger.RecordModel(ctx, m.ID, m.name(), m.base()); err != nil {
 			a.storageFailed(w, "record model", err)
 			return
 		}
@@ -314,7 +314,7 @@ func (a *API) pricedBase(ctx context.Context, p store.ModelPrice, known map[stri
 
 // copyBasePrice stores base's price as p's, keeping p's name and base.
 func (a *API) copyBasePrice(ctx context.Context, p, base store.ModelPrice) (store.ModelPrice, error) {
-	return a.store.PutModelPrice(ctx, store.ModelPrice{
+	return a.ledger.PutPrice(ctx, store.ModelPrice{
 		ID: p.ID, Name: p.Name, BaseModelID: p.BaseModelID,
 		Input: base.Input, Output: base.Output, PerMessage: base.PerMessage,
 	})
@@ -351,7 +351,6 @@ func (a *API) syncPrice(w http.ResponseWriter, r *http.Request) {
 		a.storageFailed(w, "store price", err)
 		return
 	}
-	a.ledger.ForgetPrices()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"success": true,
 		"message": fmt.Sprintf("Copied the price of %s to %s", base.ID, p.ID),
@@ -403,9 +402,6 @@ func (a *API) syncAllPrices(w http.ResponseWriter, r *http.Request) {
 		known[p.ID] = saved
 		synced++
 		results = append(results, syncResult{ID: p.ID, Success: true, Base: base.ID})
-	}
-	if synced > 0 {
-		a.ledger.ForgetPrices()
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"success":      true,

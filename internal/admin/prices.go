@@ -77,9 +77,6 @@ func (a *API) updatePrices(w http.ResponseWriter, r *http.Request) {
 			updated++
 		}
 	}
-	if updated > 0 {
-		a.ledger.ForgetPrices()
-	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"success": updated == len(items),
 		"message": fmt.Sprintf("Successfully updated prices of %d models", updated),
@@ -117,7 +114,7 @@ func (a *API) updatePrice(r *http.Request, item json.RawMessage) priceResult {
 	if old, err := a.store.ModelPrice(r.Context(), u.ID); err == nil {
 		p.Name, p.BaseModelID = old.Name, old.BaseModelID
 	}
-	saved, err := a.store.PutModelPrice(r.Context(), p)
+	saved, err := a.ledger.PutPrice(r.Context(), p)
 	if err != nil {
 		res.Error = "could not store the price"
 		return res

@@ -76,9 +76,9 @@ func scaleBackup(now time.Time) store.Backup {
 		u := rng.IntN(scaleUsers)
 		m := favourites[u][rng.IntN(len(favourites[u]))]
 		in, out := rng.Int64N(4000), rng.Int64N(1000)
-		status := store.StatusCompleted
+		status := ledger.StatusCompleted
 		if rng.IntN(100) == 0 {
-			status = store.StatusFailed
+			status = ledger.StatusFailed
 		}
 		b.Records[i] = store.Record{ID: int64(i + 1), UserID: b.Users[u].ID, Nickname: b.Users[u].Name,
 			Model: b.ModelPrices[m].ID, InputTokens: in, OutputTokens: out, Cost: money.Amount(in*1000 + out*3000),

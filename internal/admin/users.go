@@ -58,7 +58,7 @@ func (a *API) setBalance(w http.ResponseWriter, r *http.Request) {
 	if !a.decode(w, r, &b) {
 		return
 	}
-	c, err := a.store.SetBalance(r.Context(), r.PathValue("id"), *b.Balance, "admin", b.Reason)
+	c, err := a.ledger.SetBalance(r.Context(), r.PathValue("id"), *b.Balance, "admin", b.Reason)
 	a.answerChange(w, c, err, "balance")
 }
 
@@ -80,7 +80,7 @@ func (a *API) topUp(w http.ResponseWriter, r *http.Request) {
 		writeFieldError(w, "amount", "must not be zero; nothing was changed")
 		return
 	}
-	c, err := a.store.AdjustBalance(r.Context(), r.PathValue("id"), *b.Amount, "admin", b.Reason)
+	c, err := a.ledger.AdjustBalance(r.Context(), r.PathValue("id"), *b.Amount, "admin", b.Reason)
 	a.answerChange(w, c, err, "amount")
 }
 
@@ -139,7 +139,7 @@ func (a *API) patchUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	err := a.store.SetBlocked(r.Context(), id, *b.Deleted)
+	err := a.ledger.SetBlocked(r.Context(), id, *b.Deleted)
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "User not found")
 		return
@@ -158,7 +158,7 @@ func (a *API) patchUser(w http.ResponseWriter, r *http.Request) {
 
 // deleteUser: DELETE /api/v1/users/{id} removes the user and their history.
 func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) {
-	err := a.store.DeleteUser(r.Context(), r.PathValue("id"))
+	err := a.ledger.DeleteUser(r.Context(), r.PathValue("id"))
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "User not found")
 		return

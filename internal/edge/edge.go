@@ -101,7 +101,7 @@ type Call struct {
 	stripUsage  bool     // we asked for usage the client did not ask for
 	start       time.Time
 
-	source    string // store.SourceEdge or store.SourceProvider
+	source    string // ledger.SourceEdge or ledger.SourceProvider
 	enforce   bool   // refuse what the balance cannot cover
 	label     string // what the call is for (the record's purpose)
 	chatID    string
@@ -139,7 +139,7 @@ func (g *Gate) Begin(w http.ResponseWriter, r *http.Request) (call *Call, handle
 		return nil, false // OpenWebUI answers unauthenticated calls itself
 	}
 	c := &Call{g: g, ctx: r.Context(), kind: kind, path: r.URL.Path, start: time.Now(),
-		source: store.SourceEdge, enforce: g.cfg.Enforce}
+		source: ledger.SourceEdge, enforce: g.cfg.Enforce}
 	user, err := g.resolver.Resolve(r.Context(), token)
 	switch {
 	case err == nil:
@@ -242,7 +242,7 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 		c.prompt = c.req.PromptTokens(g.counter)
 	}
 	c.label = c.purpose(raw)
-	if c.source == store.SourceEdge {
+	if c.source == ledger.SourceEdge {
 		c.chatID, c.messageID = c.req.ChatID, c.req.MessageID
 	}
 	if c.req.Model == "" {
@@ -293,7 +293,7 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 // rewrite makes the body meterable: API-key chats are answered over HTTP,
 // and streaming OpenAI-style calls ask for a usage report.
 func (c *Call) rewrite(body []byte) []byte {
-	if c.source == store.SourceEdge && c.kind == openwebui.RouteChat {
+	if c.source == ledger.SourceEdge && c.kind == openwebui.RouteChat {
 		switch {
 		case c.user.APIKey && c.g.cfg.StripBackground:
 			// Every field that makes OpenWebUI manage a chat goes: with
@@ -331,7 +331,7 @@ func (c *Call) rewrite(body []byte) []byte {
 // holdKey is the idempotency key of the call's charge: its message, so the
 // function's outlet or a later tap finds the same record, or a fresh key.
 func (c *Call) holdKey() string {
-	if c.source == store.SourceProvider {
+	if c.source == ledger.SourceProvider {
 		return "provider/" + newID() // one record per provider call; a message may take several
 	}
 	if c.req.MessageID != "" {
@@ -364,7 +364,7 @@ func (c *Call) purpose(body []byte) string {
 	case openwebui.RouteAudio, openwebui.RouteAudioUpload:
 		return "audio"
 	}
-	if c.source == store.SourceProvider && body != nil {
+	if c.source == ledger.SourceProvider && body != nil {
 		return openwebui.Purpose(body)
 	}
 	return "chat"
@@ -421,7 +421,7 @@ func (c *Call) End() {
 		return
 	}
 	c.settled = true
-	if c.source == store.SourceEdge && c.local.Adopted() {
+	if c.source == ledger.SourceEdge && c.local.Adopted() {
 		return // the provider meter adopted the hold: it charges the call
 	}
 	if c.newChat {
@@ -510,7 +510,7 @@ func (c *Call) refuse(w http.ResponseWriter, status int, msg, code string) {
 	default:
 		body = map[string]any{"error": map[string]any{"message": msg, "type": code, "code": code, "param": nil}}
 	}
-	if c.source == store.SourceEdge {
+	if c.source == ledger.SourceEdge {
 		body["detail"] = msg
 	}
 	b, _ := json.Marshal(body) // strings and maps of strings: always encodes
@@ -523,7 +523,7 @@ func (c *Call) refuse(w http.ResponseWriter, status int, msg, code string) {
 // clients read "error" as a string: /ollama/api/… in front of OpenWebUI,
 // /api/… on the provider hop.
 func (c *Call) ollamaNative() bool {
-	if c.source == store.SourceProvider {
+	if c.source == ledger.SourceProvider {
 		return strings.HasPrefix(c.path, "/api/")
 	}
 	return strings.HasPrefix(c.path, "/ollama/api/")

@@ -151,7 +151,7 @@ func settled(t *testing.T, st store.Store, user string, n int) []store.Record {
 		}
 		pending := 0
 		for _, r := range recs {
-			if r.Status == store.StatusPending {
+			if r.Status == ledger.StatusPending {
 				pending++
 			}
 		}
@@ -237,7 +237,7 @@ func TestFrontMetersStreamingChat(t *testing.T) {
 	r := recs[0]
 	// 12 input tokens at 1 + 7 output tokens at 2 = 26.
 	if len(recs) != 1 || r.Model != "gpt-4o" || r.InputTokens != 12 || r.OutputTokens != 7 || r.Cost != money.Units(26) ||
-		r.Status != store.StatusCompleted || r.Source != store.SourceEdge {
+		r.Status != ledger.StatusCompleted || r.Source != ledger.SourceEdge {
 		t.Fatalf("records %+v", recs)
 	}
 	if got := e.balance(t, "alice"); got != money.Units(74) {
@@ -438,7 +438,7 @@ func TestProviderMeter(t *testing.T) {
 		t.Fatalf("the provider saw identity or the shared key: %+v", reqs)
 	}
 	recs := settled(t, e.st, "alice", 1)
-	if r := recs[0]; r.Source != store.SourceProvider || r.Cost != money.Units(26) || r.InputTokens != 12 || r.OutputTokens != 7 {
+	if r := recs[0]; r.Source != ledger.SourceProvider || r.Cost != money.Units(26) || r.InputTokens != 12 || r.OutputTokens != 7 {
 		t.Fatalf("records %+v", recs)
 	}
 }

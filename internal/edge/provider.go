@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/openwebui-monitor/owmon/internal/identity"
+	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/openwebui"
-	"github.com/openwebui-monitor/owmon/internal/store"
 )
 
 // ProviderConfig says whom the meter between OpenWebUI and its model
@@ -38,7 +38,7 @@ type ProviderConfig struct {
 func (g *Gate) BeginProvider(w http.ResponseWriter, r *http.Request, pc ProviderConfig) (call *Call, handled bool) {
 	kind, isModelCall := openwebui.ClassifyProviderRoute(r.Method, r.URL.Path)
 	c := &Call{g: g, ctx: r.Context(), kind: kind, path: r.URL.Path, start: time.Now(),
-		source: store.SourceProvider, enforce: g.cfg.Enforce}
+		source: ledger.SourceProvider, enforce: g.cfg.Enforce}
 	switch res, wait := g.sharedKeyOK(r, pc.SharedKey); res {
 	case identity.Right:
 	case identity.Throttled:

@@ -201,7 +201,7 @@ func (g *Gate) SettleWebChat(r wstap.Result) {
 			// Not let through by this process (a restart, another instance):
 			// the hold says who and which model.
 			held, err := g.ledger.Store().RecordByKey(ctx, key)
-			if err != nil || held.Status != store.StatusPending {
+			if err != nil || held.Status != ledger.StatusPending {
 				if err != nil && !errors.Is(err, store.ErrNotFound) {
 					g.log.Error("cannot settle a web-UI answer", "error", err)
 				}
@@ -211,7 +211,7 @@ func (g *Gate) SettleWebChat(r wstap.Result) {
 		}
 		o := ledger.Observation{
 			User: userInfo(wc.user), Model: wc.model, ChatID: r.ChatID, MessageID: r.MessageID, Key: key,
-			Source: store.SourceWebsocket, Purpose: "chat", Duration: r.Ended.Sub(wc.start),
+			Source: ledger.SourceWebsocket, Purpose: "chat", Duration: r.Ended.Sub(wc.start),
 			Usage:        ledgerUsage(r.Usage, r.Usage.Reported),
 			PromptTokens: wc.prompt,
 			Produced:     r.Content != "" || r.Reasoning != "",

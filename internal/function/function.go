@@ -124,7 +124,7 @@ func (e *Endpoints) inlet(ctx context.Context, w http.ResponseWriter, call openw
 	res, err := e.ledger.PreChargeInlet(ctx, ledger.PreCharge{
 		User:  userOf(call),
 		Model: call.Model, ChatID: call.ChatID, MessageID: call.MessageID,
-		Source: store.SourceFunction,
+		Source: ledger.SourceFunction,
 	})
 	if err != nil {
 		e.storageFailed(w, "inlet", err)
@@ -153,7 +153,7 @@ func (e *Endpoints) outlet(ctx context.Context, w http.ResponseWriter, call open
 	o := ledger.Observation{
 		User: userOf(call), Model: call.Model, BaseModelID: call.BaseModelID,
 		ChatID: call.ChatID, MessageID: call.MessageID,
-		Source: store.SourceFunction, Purpose: "chat",
+		Source: ledger.SourceFunction, Purpose: "chat",
 		Ended: ledger.EndReply,
 	}
 	reply, hasReply := call.Reply()

@@ -164,7 +164,7 @@ func TestOutletChargesReportedUsage(t *testing.T) {
 			t.Fatalf("stored balance %s", got)
 		}
 		rec, err := f.st.RecordByKey(context.Background(), ledger.Key("c1", "m1"))
-		if err != nil || rec.Estimated || rec.Source != store.SourceFunction || rec.Status != store.StatusCompleted {
+		if err != nil || rec.Estimated || rec.Source != ledger.SourceFunction || rec.Status != ledger.StatusCompleted {
 			t.Fatalf("record %+v, %v", rec, err)
 		}
 	})
@@ -307,7 +307,7 @@ func TestFailedAnswerCostsNothingAndReleasesPreCharge(t *testing.T) {
 		number(t, r, "totalCost", "0")
 		number(t, r, "newBalance", "10")
 		rec, err := f.st.RecordByKey(context.Background(), ledger.Key("c1", "m1"))
-		if err != nil || rec.Status != store.StatusFailed {
+		if err != nil || rec.Status != ledger.StatusFailed {
 			t.Fatalf("record %+v %v", rec, err)
 		}
 	})

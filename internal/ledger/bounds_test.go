@@ -18,7 +18,7 @@ func TestChargeCapsTokenCounts(t *testing.T) {
 	l, st := newLedger(t, Config{InitBalance: money.Units(1_000_000_000), MaxTokensPerCall: 1000})
 	ctx := context.Background()
 	res, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: math.MaxInt64, OutputTokens: 7,
-		CachedTokens: math.MaxInt64, ReasoningTokens: 2000, Source: store.SourceEdge, ChatID: "c", MessageID: "m1"})
+		CachedTokens: math.MaxInt64, ReasoningTokens: 2000, Source: SourceEdge, ChatID: "c", MessageID: "m1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestChargeCapsTokenCounts(t *testing.T) {
 		t.Fatalf("cost %s", r.Cost)
 	}
 	// Counts within the bound are the provider's, as reported.
-	res, err = l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 1000, OutputTokens: 1, Source: store.SourceEdge})
+	res, err = l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 1000, OutputTokens: 1, Source: SourceEdge})
 	if err != nil || res.Record.Estimated || res.Record.InputTokens != 1000 {
 		t.Fatalf("a count at the bound: %+v, %v", res.Record, err)
 	}
@@ -44,7 +44,7 @@ func TestChargeCapsTokenCounts(t *testing.T) {
 func TestChargeRefusesCostOverflow(t *testing.T) {
 	l, st := newLedger(t, Config{InitBalance: money.Units(10)})
 	ctx := context.Background()
-	_, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: math.MaxInt64, Source: store.SourceEdge,
+	_, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: math.MaxInt64, Source: SourceEdge,
 		ChatID: "c", MessageID: "m1"})
 	if !errors.Is(err, store.ErrOutOfRange) {
 		t.Fatalf("err = %v, want ErrOutOfRange", err)
@@ -59,7 +59,7 @@ func TestChargeRefusesCostOverflow(t *testing.T) {
 func TestHoldAtTheEndOfTheRange(t *testing.T) {
 	l, st := newLedger(t, Config{InitBalance: money.Min + 1})
 	ctx := context.Background()
-	h := Hold{User: alice, Model: "m", PromptTokens: 10, Key: "c/m1", ChatID: "c", MessageID: "m1", Source: store.SourceEdge}
+	h := Hold{User: alice, Model: "m", PromptTokens: 10, Key: "c/m1", ChatID: "c", MessageID: "m1", Source: SourceEdge}
 	res, err := l.Hold(ctx, h)
 	if err != nil || !res.Allowed || res.Placed {
 		t.Fatalf("monitor-mode hold at the bottom: %+v, %v", res, err)
@@ -98,7 +98,7 @@ func TestExpireHoldsSkipsHoldsWithoutRoom(t *testing.T) {
 	if u, _ := st.User(ctx, "b"); u.Balance != money.Units(100) {
 		t.Fatalf("b's hold not released: %s", u.Balance)
 	}
-	if r, _ := st.RecordByKey(ctx, "a/hold"); r.Status != store.StatusPending {
+	if r, _ := st.RecordByKey(ctx, "a/hold"); r.Status != StatusPending {
 		t.Fatalf("a's hold: %+v", r)
 	}
 }

@@ -273,12 +273,12 @@ func priceOf(p store.ModelPrice) pricing.Price {
 	return pricing.Price{Input: p.Input, Output: p.Output, PerMessage: p.PerMessage}
 }
 
-// ForgetUsers drops the remembered identities, after users were replaced
-// (an import) or deleted.
-func (l *Ledger) ForgetUsers() { l.users.Clear() }
+// forgetUsers drops the remembered identities, after users were replaced
+// (an import).
+func (l *Ledger) forgetUsers() { l.users.Clear() }
 
-// ForgetPrices drops cached prices, after an admin changed one.
-func (l *Ledger) ForgetPrices() {
+// forgetPrices drops cached prices, after a price changed.
+func (l *Ledger) forgetPrices() {
 	l.mu.Lock()
 	clear(l.prices)
 	l.mu.Unlock()
@@ -290,7 +290,7 @@ type PreCharge struct {
 	Model     string
 	ChatID    string
 	MessageID string
-	Source    string
+	Source    Source
 }
 
 // PreChargeResult says what a pre-charge did.
@@ -346,13 +346,13 @@ type Answer struct {
 	ReasoningTokens int64
 	Estimated       bool // tokens were counted here, not reported by the provider
 
-	// Status is how the answer ended: store.StatusCompleted (the default),
-	// store.StatusCancelled (charged for what was produced; free when
-	// nothing was), or store.StatusFailed (nothing produced: it costs
+	// Status is how the answer ended: StatusCompleted (the default),
+	// StatusCancelled (charged for what was produced; free when
+	// nothing was), or StatusFailed (nothing produced: it costs
 	// nothing and releases whatever was taken in advance).
-	Status string
+	Status Status
 
-	Source    string
+	Source    Source
 	Purpose   string
 	ChatID    string
 	MessageID string
@@ -385,13 +385,13 @@ func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, erro
 		rec.Key = Key(a.ChatID, a.MessageID)
 	}
 	if rec.Status == "" {
-		rec.Status = store.StatusCompleted
+		rec.Status = StatusCompleted
 	}
-	if a.Source == store.SourceProvider && a.MessageID != "" {
+	if a.Source == SourceProvider && a.MessageID != "" {
 		defer l.cfg.Claims.end(Key(a.ChatID, a.MessageID))
 	}
 	// Failed answers, and calls cancelled before any output, cost nothing.
-	free := rec.Status == store.StatusFailed || (rec.Status == store.StatusCancelled && a.OutputTokens == 0)
+	free := rec.Status == StatusFailed || (rec.Status == StatusCancelled && a.OutputTokens == 0)
 	if !free {
 		price, err := l.Price(ctx, a.Model, a.BaseModelID)
 		if err != nil {
@@ -435,7 +435,7 @@ func (l *Ledger) providerFigures(ctx context.Context, res store.ChargeResult) (s
 		return res, nil
 	}
 	l.cfg.Claims.wait(ctx, Key(r.ChatID, r.MessageID), coveredWait)
-	u, err := l.store.MessageUsage(ctx, store.SourceProvider, r.ChatID, r.MessageID)
+	u, err := l.store.MessageUsage(ctx, SourceProvider, r.ChatID, r.MessageID)
 	if err != nil || u.Records == 0 {
 		return res, err
 	}
@@ -445,7 +445,7 @@ func (l *Ledger) providerFigures(ctx context.Context, res store.ChargeResult) (s
 	}
 	r.Model, r.InputTokens, r.OutputTokens = u.Model, u.InputTokens, u.OutputTokens
 	r.CachedTokens, r.ReasoningTokens, r.Cost = u.CachedTokens, u.ReasoningTokens, u.Cost
-	r.BalanceAfter, r.Status = user.Balance, store.StatusCompleted
+	r.BalanceAfter, r.Status = user.Balance, StatusCompleted
 	return store.ChargeResult{Covered: true, Record: r, Balance: user.Balance}, nil
 }
 
@@ -485,7 +485,7 @@ type Hold struct {
 	Key          string // the call's idempotency key; its settlement uses the same
 	ChatID       string
 	MessageID    string
-	Source       string
+	Source       Source
 	Purpose      string
 	Enforce      bool      // refuse when the balance cannot cover the hold; false: monitor only
 	Expires      time.Time // when an unsettled hold is released
@@ -533,7 +533,7 @@ func (l *Ledger) HoldAmount(ctx context.Context, model, baseModelID string, prom
 // under the hold's key, the others find the key covered, and the call is
 // held once.
 func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
-	if h.Source != store.SourceProvider {
+	if h.Source != SourceProvider {
 		return l.holdRetry(ctx, h)
 	}
 	res, err := l.adopt(ctx, h)
@@ -677,7 +677,7 @@ func (lh *LocalHolds) place(u store.User, h Hold, amount money.Amount) HoldResul
 	}
 	lh.held[u.ID] += amount
 	hold := &LocalHold{user: u.ID, key: h.Key, chatID: h.ChatID, messageID: h.MessageID, amount: amount}
-	if h.Source != store.SourceProvider {
+	if h.Source != SourceProvider {
 		lh.open[u.ID] = append(lh.open[u.ID], hold)
 	}
 	return HoldResult{Allowed: true, Placed: true, Local: hold, Amount: amount, Balance: available - amount}
@@ -704,7 +704,7 @@ func (l *Ledger) ExpireHolds(ctx context.Context, now time.Time) (int, error) {
 		done := 0
 		var stuck error
 		for _, h := range holds {
-			_, err := l.store.Charge(ctx, store.Record{UserID: h.UserID, Key: h.Key, Status: store.StatusExpired})
+			_, err := l.store.Charge(ctx, store.Record{UserID: h.UserID, Key: h.Key, Status: StatusExpired})
 			if errors.Is(err, store.ErrOutOfRange) {
 				// Giving the hold back would take the balance past the
 				// largest amount (an admin set it there): it waits for room.

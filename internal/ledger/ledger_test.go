@@ -43,7 +43,7 @@ func TestPriceResolutionAndCache(t *testing.T) {
 	if p, _ := l.Price(ctx, "new-model", ""); p.Input != money.Units(1_000_000) {
 		t.Fatalf("cache not used: %+v", p)
 	}
-	l.ForgetPrices()
+	l.forgetPrices()
 	if p, _ := l.Price(ctx, "new-model", ""); p.Input != money.Units(2) || p.Output != money.Units(3) {
 		t.Fatalf("new price not seen: %+v", p)
 	}
@@ -145,38 +145,38 @@ func TestProviderMeterAdoptsLocalHold(t *testing.T) {
 		}
 		return res
 	}
-	front := hold(60, "/m1", "", store.SourceEdge)
+	front := hold(60, "/m1", "", SourceEdge)
 	if !front.Allowed || front.Local == nil || front.Local.Adopted() {
 		t.Fatalf("front hold %+v", front)
 	}
 	// A provider call of another chat adopts nothing, and 60 of 100 is held.
-	if other := hold(50, "provider/x", "c9", store.SourceProvider); other.Allowed || other.Adopted {
+	if other := hold(50, "provider/x", "c9", SourceProvider); other.Allowed || other.Adopted {
 		t.Fatalf("50 allowed beside the front's 60 of 100: %+v", other)
 	}
-	provider := hold(60, "provider/1", "", store.SourceProvider)
+	provider := hold(60, "provider/1", "", SourceProvider)
 	if !provider.Allowed || !provider.Adopted || provider.Local != front.Local || provider.Key != "/m1" || !front.Local.Adopted() {
 		t.Fatalf("provider call did not adopt the front's hold: %+v", provider)
 	}
 	// Held once: 40 are still free.
-	if other := hold(40, "", "x", store.SourceEdge); !other.Allowed {
+	if other := hold(40, "", "x", SourceEdge); !other.Allowed {
 		t.Fatalf("40 refused though the call is held once: %+v", other)
 	} else {
 		l.ReleaseLocal(other.Local)
 	}
 	// A second provider call of the user (a tool round) has no hold to adopt.
-	if again := hold(10, "provider/2", "", store.SourceProvider); again.Adopted {
+	if again := hold(10, "provider/2", "", SourceProvider); again.Adopted {
 		t.Fatalf("adopted twice: %+v", again)
 	} else {
 		l.ReleaseLocal(again.Local)
 	}
 	if _, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 5, OutputTokens: 5, Key: provider.Key,
-		Source: store.SourceProvider}); err != nil {
+		Source: SourceProvider}); err != nil {
 		t.Fatal(err)
 	}
 	l.ReleaseLocal(provider.Local)
 	l.ReleaseLocal(provider.Local) // twice is once
 	// The front, settling late, finds the key the provider meter's.
-	res, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 50, OutputTokens: 50, Key: "/m1", Source: store.SourceEdge})
+	res, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 50, OutputTokens: 50, Key: "/m1", Source: SourceEdge})
 	if err != nil || !res.Covered {
 		t.Fatalf("front charge %+v %v", res, err)
 	}
@@ -184,7 +184,7 @@ func TestProviderMeterAdoptsLocalHold(t *testing.T) {
 	if lg.Records != 1 || lg.Balance != money.Units(90) {
 		t.Fatalf("ledger %+v", lg)
 	}
-	if other := hold(90, "", "", store.SourceEdge); !other.Allowed || other.Balance != 0 {
+	if other := hold(90, "", "", SourceEdge); !other.Allowed || other.Balance != 0 {
 		t.Fatalf("after both calls ended: %+v", other)
 	}
 }
@@ -244,9 +244,9 @@ func TestChargeStatuses(t *testing.T) {
 		cost money.Amount
 	}{
 		{Answer{InputTokens: 3, OutputTokens: 4}, money.Units(7)},
-		{Answer{InputTokens: 3, OutputTokens: 4, Status: store.StatusFailed}, 0},
-		{Answer{InputTokens: 3, OutputTokens: 0, Status: store.StatusCancelled}, 0},
-		{Answer{InputTokens: 3, OutputTokens: 2, Status: store.StatusCancelled}, money.Units(5)},
+		{Answer{InputTokens: 3, OutputTokens: 4, Status: StatusFailed}, 0},
+		{Answer{InputTokens: 3, OutputTokens: 0, Status: StatusCancelled}, 0},
+		{Answer{InputTokens: 3, OutputTokens: 2, Status: StatusCancelled}, money.Units(5)},
 	}
 	for i, c := range cases {
 		c.a.User, c.a.Model, c.a.MessageID = alice, "m", string(rune('a'+i))
@@ -275,7 +275,7 @@ func TestProviderMeterChargesMessageOnce(t *testing.T) {
 		l, st := newLedger(t, Config{InitBalance: money.Units(1000), LocalHolds: NewLocalHolds()})
 		ctx := context.Background()
 		front, err := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: 50, Key: Key("c1", "a1"), ChatID: "c1", MessageID: "a1",
-			Source: store.SourceEdge, Enforce: true, Expires: time.Now().Add(time.Hour)})
+			Source: SourceEdge, Enforce: true, Expires: time.Now().Add(time.Hour)})
 		if err != nil || !front.Placed || front.Local != nil {
 			t.Fatalf("front hold %+v %v", front, err)
 		}
@@ -286,7 +286,7 @@ func TestProviderMeterChargesMessageOnce(t *testing.T) {
 		call := func(key string) HoldResult {
 			t.Helper()
 			res, err := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: 10, Key: key, ChatID: "c1", MessageID: message,
-				Source: store.SourceProvider, Enforce: true, Settled: true, Expires: time.Now().Add(time.Hour)})
+				Source: SourceProvider, Enforce: true, Settled: true, Expires: time.Now().Add(time.Hour)})
 			if err != nil || !res.Allowed {
 				t.Fatalf("provider hold %+v %v", res, err)
 			}
@@ -295,7 +295,7 @@ func TestProviderMeterChargesMessageOnce(t *testing.T) {
 		settle := func(hold HoldResult, in, out int64) {
 			t.Helper()
 			if _, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: in, OutputTokens: out, CachedTokens: 3,
-				Key: hold.Key, ChatID: hold.ChatID, MessageID: hold.MessageID, Source: store.SourceProvider}); err != nil {
+				Key: hold.Key, ChatID: hold.ChatID, MessageID: hold.MessageID, Source: SourceProvider}); err != nil {
 				t.Fatal(err)
 			}
 			if hold.Local != nil {
@@ -306,7 +306,7 @@ func TestProviderMeterChargesMessageOnce(t *testing.T) {
 		if !h1.Adopted || h1.Key != Key("c1", "a1") || h1.MessageID != "a1" {
 			t.Fatalf("byMessage=%v: the first provider call did not adopt the front's hold: %+v", byMessage, h1)
 		}
-		if held, err := st.RecordByKey(ctx, h1.Key); err != nil || held.Source != store.SourceProvider || held.Status != store.StatusPending {
+		if held, err := st.RecordByKey(ctx, h1.Key); err != nil || held.Source != SourceProvider || held.Status != StatusPending {
 			t.Fatalf("adopted hold %+v %v", held, err)
 		}
 		settle(h1, 100, 20)
@@ -317,7 +317,7 @@ func TestProviderMeterChargesMessageOnce(t *testing.T) {
 		outlet := make(chan store.ChargeResult)
 		go func() {
 			res, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 999, OutputTokens: 999,
-				ChatID: "c1", MessageID: "a1", Source: store.SourceFunction})
+				ChatID: "c1", MessageID: "a1", Source: SourceFunction})
 			if err != nil {
 				t.Error(err)
 			}
@@ -342,7 +342,7 @@ func TestProviderMeterChargesMessageOnce(t *testing.T) {
 			t.Fatalf("byMessage=%v outlet %+v", byMessage, res)
 		}
 		// A replayed outlet, the front and the websocket charge nothing either.
-		for _, src := range []string{store.SourceFunction, store.SourceEdge, store.SourceWebsocket} {
+		for _, src := range []string{SourceFunction, SourceEdge, SourceWebsocket} {
 			again, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 1, OutputTokens: 1,
 				ChatID: "c1", MessageID: "a1", Source: src})
 			if err != nil || !again.Covered {
@@ -354,9 +354,58 @@ func TestProviderMeterChargesMessageOnce(t *testing.T) {
 			t.Fatalf("byMessage=%v ledger %+v %v", byMessage, lg, err)
 		}
 		// Another message the provider meter never saw is charged as usual.
-		other, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 1, OutputTokens: 1, ChatID: "c1", MessageID: "a2", Source: store.SourceFunction})
+		other, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 1, OutputTokens: 1, ChatID: "c1", MessageID: "a2", Source: SourceFunction})
 		if err != nil || other.Covered || other.Record.Cost != money.Units(2) {
 			t.Fatalf("uncovered message %+v %v", other, err)
 		}
+	}
+}
+
+// TestWritesKeepCachesRight: a price changed through the ledger is charged
+// at once, whatever PriceTTL; a user deleted through the ledger is
+// recreated by the next call, with the initial balance.
+func TestWritesKeepCachesRight(t *testing.T) {
+	l, st := newLedger(t, Config{InitBalance: money.Units(100), PriceTTL: time.Hour})
+	ctx := context.Background()
+	if _, err := l.PutPrice(ctx, store.ModelPrice{ID: "m", PerMessage: money.Units(2)}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := l.Charge(ctx, Answer{User: alice, Model: "m", MessageID: "1", InputTokens: 1})
+	if err != nil || res.Record.Cost != money.Units(2) {
+		t.Fatalf("first charge: %+v %v", res.Record, err)
+	}
+	if _, err := l.PutPrice(ctx, store.ModelPrice{ID: "m", PerMessage: money.Units(5)}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = l.Charge(ctx, Answer{User: alice, Model: "m", MessageID: "2", InputTokens: 1})
+	if err != nil || res.Record.Cost != money.Units(5) {
+		t.Fatalf("charge after a price change: %+v %v (want the new price at once)", res.Record, err)
+	}
+	// A model recorded with a base through the ledger takes the base's price.
+	if err := l.RecordModel(ctx, "derived", "Derived", "m"); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := l.Price(ctx, "derived", ""); p.PerMessage != money.Units(5) {
+		t.Fatalf("derived model: %+v", p)
+	}
+
+	if _, err := l.SetBalance(ctx, "alice", money.Units(1), "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DeleteUser(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.EnsureUser(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := st.User(ctx, "alice"); err != nil || u.Balance != money.Units(100) {
+		t.Fatalf("user after a delete: %+v %v", u, err)
+	}
+	if err := l.DeleteUser(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	res, err = l.Charge(ctx, Answer{User: alice, Model: "m", MessageID: "3", InputTokens: 1})
+	if err != nil || res.Balance != money.Units(95) {
+		t.Fatalf("charge after a delete: %+v %v (want the initial balance less the price)", res, err)
 	}
 }

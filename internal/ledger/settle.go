@@ -47,7 +47,7 @@ type Observation struct {
 	ChatID      string
 	MessageID   string
 	Key         string // idempotency key; empty: Key(ChatID, MessageID)
-	Source      string
+	Source      Source
 	Purpose     string
 	Duration    time.Duration
 
@@ -148,16 +148,16 @@ func Decide(o Observation) (Answer, bool) {
 		}
 		switch c.status {
 		case completed:
-			a.Status = store.StatusCompleted
+			a.Status = StatusCompleted
 		case cancelledIfLeft:
-			a.Status = store.StatusCompleted
+			a.Status = StatusCompleted
 			if o.ClientLeft {
-				a.Status = store.StatusCancelled
+				a.Status = StatusCancelled
 			}
 		case cancelled:
-			a.Status = store.StatusCancelled
+			a.Status = StatusCancelled
 		case failed:
-			a.Status = store.StatusFailed
+			a.Status = StatusFailed
 		case notHere:
 			return Answer{}, false
 		}

@@ -106,8 +106,10 @@ func Saturate(v *big.Int) int64 {
 	return math.MinInt64
 }
 
-// Record statuses. A pending record holds money taken before the answer
-// (an inlet pre-charge or a hold); Charge turns it into a final one.
+// Record statuses, as stored. A pending record holds money taken before
+// the answer (an inlet pre-charge or a hold); Charge turns it into a final
+// one. These are the storage encoding of the ledger's vocabulary: callers
+// outside the store use ledger.Status* and ledger.Source*, equal to them.
 const (
 	StatusPending   = "pending"
 	StatusCompleted = "completed"
