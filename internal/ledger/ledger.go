@@ -368,9 +368,9 @@ type Answer struct {
 // An answer whose cost does not fit in an amount, or whose charge would take
 // the balance beyond the range of one, is refused with an error wrapping
 // store.ErrOutOfRange, and nothing is written.
-func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, error) {
+func (l *Ledger) Charge(ctx context.Context, a Answer) (ChargeResult, error) {
 	if err := l.EnsureUser(ctx, a.User); err != nil {
-		return store.ChargeResult{}, err
+		return ChargeResult{}, err
 	}
 	l.capTokens(&a)
 	rec := store.Record{
@@ -395,11 +395,11 @@ func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, erro
 	if !free {
 		price, err := l.Price(ctx, a.Model, a.BaseModelID)
 		if err != nil {
-			return store.ChargeResult{}, err
+			return ChargeResult{}, err
 		}
 		var ok bool
 		if rec.Cost, ok = price.CostChecked(a.InputTokens, a.OutputTokens); !ok {
-			return store.ChargeResult{}, fmt.Errorf("the cost of %d input and %d output tokens at %s and %s per 1M tokens "+
+			return ChargeResult{}, fmt.Errorf("the cost of %d input and %d output tokens at %s and %s per 1M tokens "+
 				"is more than the largest amount (%s): %w", a.InputTokens, a.OutputTokens, price.Input, price.Output,
 				money.Max, store.ErrOutOfRange)
 		}
@@ -409,12 +409,12 @@ func (l *Ledger) Charge(ctx context.Context, a Answer) (store.ChargeResult, erro
 		// The user vanished since we cached them (an admin deleted them).
 		l.users.Delete(a.User.ID)
 		if err := l.EnsureUser(ctx, a.User); err != nil {
-			return store.ChargeResult{}, err
+			return ChargeResult{}, err
 		}
 		res, err = l.store.Charge(ctx, rec)
 	}
 	if err != nil {
-		return store.ChargeResult{}, fmt.Errorf("charge: %w", err)
+		return ChargeResult{}, fmt.Errorf("charge: %w", err)
 	}
 	if res.Covered {
 		return l.providerFigures(ctx, res)
@@ -429,7 +429,7 @@ const coveredWait = 10 * time.Second
 // providerFigures answers a covered charge with what the provider meter
 // charged for the message: the sum of its records, once its calls under
 // way in this process are settled.
-func (l *Ledger) providerFigures(ctx context.Context, res store.ChargeResult) (store.ChargeResult, error) {
+func (l *Ledger) providerFigures(ctx context.Context, res ChargeResult) (ChargeResult, error) {
 	r := res.Record
 	if r.MessageID == "" {
 		return res, nil
@@ -446,7 +446,7 @@ func (l *Ledger) providerFigures(ctx context.Context, res store.ChargeResult) (s
 	r.Model, r.InputTokens, r.OutputTokens = u.Model, u.InputTokens, u.OutputTokens
 	r.CachedTokens, r.ReasoningTokens, r.Cost = u.CachedTokens, u.ReasoningTokens, u.Cost
 	r.BalanceAfter, r.Status = user.Balance, StatusCompleted
-	return store.ChargeResult{Covered: true, Record: r, Balance: user.Balance}, nil
+	return ChargeResult{Covered: true, Record: r, Balance: user.Balance}, nil
 }
 
 // Admit says whether a user may start a call whose cost cannot be

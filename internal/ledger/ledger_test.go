@@ -314,7 +314,7 @@ func TestProviderMeterChargesMessageOnce(t *testing.T) {
 		if h2.Adopted {
 			t.Fatalf("a second call adopted: %+v", h2)
 		}
-		outlet := make(chan store.ChargeResult)
+		outlet := make(chan ChargeResult)
 		go func() {
 			res, err := l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 999, OutputTokens: 999,
 				ChatID: "c1", MessageID: "a1", Source: SourceFunction})

@@ -169,10 +169,10 @@ func Decide(o Observation) (Answer, bool) {
 // Settle decides what an observed answer costs (see Decide) and charges
 // it. An answer not settled on its path charges nothing and returns a
 // zero result.
-func (l *Ledger) Settle(ctx context.Context, o Observation) (store.ChargeResult, error) {
+func (l *Ledger) Settle(ctx context.Context, o Observation) (ChargeResult, error) {
 	a, ok := Decide(o)
 	if !ok {
-		return store.ChargeResult{}, nil
+		return ChargeResult{}, nil
 	}
 	return l.Charge(ctx, a)
 }

@@ -115,7 +115,7 @@ func TestSettleTable(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !ok {
-				if res != (store.ChargeResult{}) {
+				if res != (ChargeResult{}) {
 					t.Fatalf("Settle charged an answer left to another path: %+v", res)
 				}
 				if _, err := st.RecordByKey(ctx, Key(o.ChatID, o.MessageID)); err == nil {

@@ -32,3 +32,8 @@ const (
 	SourceWebsocket Source = store.SourceWebsocket
 	SourceProvider  Source = store.SourceProvider
 )
+
+// ChargeResult says what a charge did: the record as stored, whether the
+// key was charged already (Duplicate) or is the provider meter's
+// (Covered), what a hold had taken, and the balance after.
+type ChargeResult = store.ChargeResult
