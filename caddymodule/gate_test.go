@@ -116,35 +116,15 @@ func TestGateRefusesWhenOpenWebUICannotSayWho(t *testing.T) {
 	}
 }
 
-// TestGateOpenWebUIDown: with OpenWebUI unreachable, an API-key call is
-// refused with 503 even in front of another upstream that would answer.
+// TestGateOpenWebUIDown: with the OpenWebUI the gate asks unreachable, an
+// API-key call is refused with 503 even in front of an upstream that would
+// answer it.
 func TestGateOpenWebUIDown(t *testing.T) {
-	p := fakeowui.NewProvider(t)
-	o := fakeowui.NewOpenWebUI(t, p)
-	_, key := o.AddUser("alice", "alice@example.com", "Alice", "user")
 	dead := fakeowui.NewOpenWebUI(t, nil)
 	dead.Close()
-	port := freePort(t)
-	run(t, fmt.Sprintf(`{
-	admin off
-	auto_https off
-	log {
-		output discard
-	}
-	openwebui_monitor {
-		database %s
-		openwebui %s
-		init_balance 100
-	}
-}
-
-:%d {
-	openwebui_monitor
-	reverse_proxy %s
-}
-`, sqliteDB(t), dead.URL(), port, o.URL()))
-	e := &edgeEnv{url: fmt.Sprintf("http://127.0.0.1:%d", port), owui: o}
-	status, b := e.call(t, "/api/chat/completions", fmt.Sprintf(chatBody, false), "Authorization", "Bearer "+key)
+	// The later openwebui option wins: identities are asked of the dead one.
+	e := startEdge(t, sqliteDB(t), "openwebui "+dead.URL())
+	status, b := e.call(t, "/api/chat/completions", fmt.Sprintf(chatBody, false), "Authorization", "Bearer "+e.key)
 	if status != http.StatusServiceUnavailable || gjson.GetBytes(b, "detail").Str == "" {
 		t.Fatalf("OpenWebUI down: %d %s", status, b)
 	}
@@ -434,5 +414,43 @@ func TestGateClientErrorsAreNever5xx(t *testing.T) {
 		if n := e.modelCalls(path); n != 0 {
 			t.Errorf("%d refused calls reached OpenWebUI's %s", n, path)
 		}
+	}
+}
+
+// TestGateRefusesAReusedMessageID: a message id that was answered (and
+// charged) already may not be sent again: its charge would be a
+// duplicate, and the second answer free. Sent by the web UI (background)
+// or on a synchronous call, on both backends.
+func TestGateRefusesAReusedMessageID(t *testing.T) {
+	for kind, db := range databases(t) {
+		t.Run(kind, func(t *testing.T) {
+			e := startEdge(t, db(), "")
+			// A synchronous call naming its message, answered and charged.
+			sync := `{"model":"gpt-4o","stream":false,"id":"m-sync","messages":[{"role":"user","content":"hi"}]}`
+			if status, b := e.call(t, "/api/chat/completions", sync, "Authorization", "Bearer "+e.jwt); status != 200 {
+				t.Fatalf("first call: %d %s", status, b)
+			}
+			e.waitRecords(t, "alice", 1)
+			// A web-UI turn, settled by the function's outlet.
+			web := `{"model":"gpt-4o","stream":true,"session_id":"s","chat_id":"c1","id":"m-web","messages":[{"role":"user","content":"hi"}]}`
+			if status, b := e.call(t, "/api/chat/completions", web, "Authorization", "Bearer "+e.jwt); status != 200 {
+				t.Fatalf("web turn: %d %s", status, b)
+			}
+			if code, out, err := post(e.url+"/api/v1/outlet", `{"user":{"id":"alice"},"body":{"model":"gpt-4o","chat_id":"c1","id":"m-web",
+				"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Hello","usage":{"prompt_tokens":3,"completion_tokens":2}}]}}`); err != nil || code != 200 {
+				t.Fatalf("outlet %d %s %v", code, out, err)
+			}
+			waitSettled(t, e.st, "alice")
+			calls := e.modelCalls("/api/chat/completions")
+			for name, body := range map[string]string{"sync": sync, "web": web} {
+				status, b := e.call(t, "/api/chat/completions", body, "Authorization", "Bearer "+e.jwt)
+				if status != http.StatusConflict || gjson.GetBytes(b, "error.type").Str != "message_id_reused" {
+					t.Errorf("%s again: %d %s", name, status, b)
+				}
+			}
+			if n := e.modelCalls("/api/chat/completions"); n != calls {
+				t.Fatalf("%d reused calls reached OpenWebUI", n-calls)
+			}
+		})
 	}
 }

@@ -10,10 +10,16 @@ import (
 	"github.com/openwebui-monitor/owmon/internal/admin"
 	"github.com/openwebui-monitor/owmon/internal/edge"
 	"github.com/openwebui-monitor/owmon/internal/function"
+	"github.com/openwebui-monitor/owmon/internal/identity"
 )
 
 func init() {
 	caddy.RegisterModule(Handler{})
+	// Throttles count Caddy's client_ip, which honours trusted_proxies.
+	identity.SetClientIP(func(r *http.Request) string {
+		ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+		return ip
+	})
 }
 
 // Handler is the openwebui_monitor HTTP handler, placed in front of the

@@ -270,3 +270,58 @@ func TestThrottleLoginSlowBodies(t *testing.T) {
 		t.Fatalf("API after the guesses: %d %s", a.status, a.body)
 	}
 }
+
+// TestThrottleCountsClientsBehindAProxy: behind a load balancer every
+// client comes from its address; with Caddy's trusted_proxies the
+// throttle counts each forwarded client on its own, so one guesser does
+// not lock out the others (OpenWebUI's function among them).
+func TestThrottleCountsClientsBehindAProxy(t *testing.T) {
+	port := freePort(t)
+	run(t, fmt.Sprintf(`{
+	admin off
+	auto_https off
+	log {
+		output discard
+	}
+	servers {
+		trusted_proxies static 127.0.0.0/8
+	}
+	openwebui_monitor {
+		database %s
+		api_key %s
+	}
+}
+
+:%d {
+	route {
+		openwebui_monitor
+		respond "passed" 200
+	}
+}
+`, sqliteDB(t), testAPIKey, port))
+	inlet := fmt.Sprintf("http://127.0.0.1:%d/api/v1/inlet", port)
+	from := func(addr, key string) int {
+		req, _ := http.NewRequest(http.MethodPost, inlet, strings.NewReader(`{"user":{"id":"u1"},"body":{"model":"gpt-4o","messages":[]}}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("X-Forwarded-For", addr)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 20 {
+		from("203.0.113.7", fmt.Sprint("wrong-", i))
+	}
+	if got := from("203.0.113.7", "wrong-again"); got != http.StatusTooManyRequests {
+		t.Fatalf("the guesser after 20 wrong keys: %d, want 429", got)
+	}
+	if got := from("198.51.100.9", "a-typo"); got != http.StatusUnauthorized {
+		t.Fatalf("another client behind the proxy: %d, want 401 (its own budget)", got)
+	}
+	if got := from("198.51.100.9", testAPIKey); got != http.StatusOK {
+		t.Fatalf("another client with the right key: %d", got)
+	}
+}

@@ -62,18 +62,11 @@ func eachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 
 func (e *env) call(t *testing.T, method, path, body string) (int, gjson.Result, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	status, b := e.raw(t, method, path, body)
+	if status >= 500 {
+		t.Fatalf("%s %s: %d %s", method, path, status, b)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 500 {
-		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
-	}
-	return resp.StatusCode, gjson.ParseBytes(b), string(b)
+	return status, gjson.Parse(b), b
 }
 
 func (e *env) user(t *testing.T, id, name, email string, balance int64) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -48,18 +47,11 @@ func (e *env) withAPI(t *testing.T, openwebui, key string) *env {
 // do is call without the failure on 5xx answers.
 func (e *env) do(t *testing.T, method, path, body string) (int, gjson.Result) {
 	t.Helper()
-	req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	status, b := e.raw(t, method, path, body)
+	if !gjson.Valid(b) {
+		t.Fatalf("%s %s: not JSON: %d %s", method, path, status, b)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if !gjson.ValidBytes(b) {
-		t.Fatalf("%s %s: not JSON: %d %s", method, path, resp.StatusCode, b)
-	}
-	return resp.StatusCode, gjson.ParseBytes(b)
+	return status, gjson.Parse(b)
 }
 
 func (e *env) price(t *testing.T, id, base, in, out, per string) {

@@ -21,7 +21,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
 	"github.com/openwebui-monitor/owmon/internal/body"
@@ -58,10 +57,6 @@ type Gate struct {
 	tracker  *wstap.Tracker // follows those answers on the websockets the tap reads
 }
 
-// Tracker is the websocket tap's tracker: it reports each web-UI answer
-// once, when it ends, to SettleWebChat.
-func (g *Gate) Tracker() *wstap.Tracker { return g.tracker }
-
 // Wait returns once every settlement under way has been written.
 func (g *Gate) Wait() { g.settling.Wait() }
 
@@ -96,6 +91,7 @@ type Call struct {
 	key         string
 	background  bool     // a web-UI chat: OpenWebUI answers it over the websocket
 	newChat     bool     // its first turn: OpenWebUI names the chat in its answer
+	ownID       bool     // the message id is ours (injected), not the client's
 	answer      []byte   // the start of a new chat's answer
 	webMessages []string // the messages OpenWebUI answers over the websocket
 	stripUsage  bool     // we asked for usage the client did not ask for
@@ -143,6 +139,8 @@ func (g *Gate) Begin(w http.ResponseWriter, r *http.Request) (call *Call, handle
 	user, err := g.resolver.Resolve(r.Context(), token)
 	switch {
 	case err == nil:
+	case r.Context().Err() != nil:
+		return nil, true // the client left while we asked who it is
 	case errors.Is(err, identity.ErrUnauthenticated):
 		return nil, false // OpenWebUI refuses it too
 	case !c.enforce:
@@ -262,7 +260,8 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 		Key: key, ChatID: c.chatID, MessageID: c.messageID,
 		Source: c.source, Purpose: c.label,
 		Enforce: c.enforce, Expires: time.Now().Add(g.cfg.HoldTTL),
-		Settled: !c.background,
+		Settled:   !c.background,
+		ClientKey: c.source == ledger.SourceEdge && c.req.MessageID != "" && !c.ownID,
 	})
 	if err != nil {
 		g.log.Error("cannot place a hold", "error", err)
@@ -273,6 +272,10 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 		return true
 	}
 	c.local = res.Local
+	if res.Reused {
+		c.refuse(w, http.StatusConflict, "This message id ("+c.req.MessageID+") was answered already; a new answer needs a new message id.", "message_id_reused")
+		return true
+	}
 	if !res.Allowed {
 		c.refuseBalance(w, res)
 		return true
@@ -314,9 +317,9 @@ func (c *Call) rewrite(body []byte) []byte {
 			// this id to the function's outlet, which then finds the charge
 			// made here instead of charging again. Without a chat id it
 			// stays a synchronous call.
-			if b, err := sjson.SetBytes(body, "id", newID()); err == nil {
-				body = b
-				c.req.MessageID = gjson.GetBytes(b, "id").Str
+			id := newID()
+			if b, err := sjson.SetBytes(body, "id", id); err == nil {
+				body, c.req.MessageID, c.ownID = b, id, true
 			}
 		}
 	}

@@ -315,7 +315,8 @@ func (o *OpenWebUI) callProvider(ctx context.Context, u fakeUser, t turn, opts O
 }
 
 // messageUsage is a message's usage over its calls as OpenWebUI 0.10+
-// reports it (utils/response.py): normalize_usage adds input_tokens,
+// reports it (utils/response.py normalize_usage and merge_usage, called
+// from utils/middleware.py's response handlers): normalize_usage adds input_tokens,
 // output_tokens and total_tokens to each call's report, and merge_usage
 // sums those and the *_details maps over the calls but keeps only the
 // last call's prompt_tokens and completion_tokens.
@@ -353,7 +354,8 @@ func (u *messageUsage) wire() map[string]any {
 	return m
 }
 
-// output is the message's output items, OpenResponses style (0.10+).
+// output is the message's output items, OpenResponses style, as
+// utils/middleware.py's streaming_chat_response_handler emits them (0.10+).
 func output(text, status string) []any {
 	return []any{map[string]any{
 		"type": "message", "role": "assistant", "status": status,
@@ -383,18 +385,48 @@ func (o *OpenWebUI) send(userID string, t turn, typ string, data any) {
 	o.emit(userID, ev.Payload)
 }
 
-// stop is POST /api/tasks/chat/{chat_id}/stop: it cancels the chat's
-// tasks; status tells whether there were any.
-func (o *OpenWebUI) stop(w http.ResponseWriter, r *http.Request, u fakeUser) {
+// stopPath is POST /api/tasks/chat/{chat_id:path}/stop: the chat id may
+// hold slashes, as Starlette's :path converter allows.
+//
+// stop is that route (main.py
+// stop_tasks_by_chat_id_endpoint): a chat that is not the caller's (an
+// admin may stop any) is 404; otherwise its tasks are cancelled and the
+// answer is tasks.py stop_item_tasks': {"status": true, "message": …},
+// tasks or none.
+func (o *OpenWebUI) stopPath(w http.ResponseWriter, r *http.Request, u fakeUser) {
+	chatID, ok := strings.CutSuffix(r.PathValue("chat_id"), "/stop")
+	if !ok || chatID == "" {
+		detail(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	o.stop(w, chatID, u)
+}
+
+func (o *OpenWebUI) stop(w http.ResponseWriter, chatID string, u fakeUser) {
 	o.mu.Lock()
-	tasks := o.tasks[r.PathValue("chat_id")]
+	owner := ""
+	for _, b := range o.background {
+		if b.ChatID == chatID {
+			owner = b.UserID
+		}
+	}
+	tasks := o.tasks[chatID]
 	cancels := make([]context.CancelFunc, 0, len(tasks))
 	for _, c := range tasks {
 		cancels = append(cancels, c)
+	}
+	if owner == "" || (owner != u.id && u.role != "admin") {
+		o.mu.Unlock()
+		detail(w, http.StatusNotFound, "We could not find what you're looking for :/")
+		return
 	}
 	o.mu.Unlock()
 	for _, c := range cancels {
 		c()
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": len(cancels) > 0})
+	msg := "No tasks found for item " + chatID + "."
+	if len(cancels) > 0 {
+		msg = "All tasks for item " + chatID + " stopped."
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": true, "message": msg})
 }

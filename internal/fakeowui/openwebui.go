@@ -202,7 +202,7 @@ func NewOpenWebUI(tb testing.TB, p *Provider) *OpenWebUI {
 		mux.HandleFunc("POST "+path, o.verified(o.messages))
 	}
 	mux.HandleFunc("POST /api/v1/tasks/title/completions", o.verified(o.title))
-	mux.HandleFunc("POST /api/tasks/chat/{chat_id}/stop", o.verified(o.stop))
+	mux.HandleFunc("POST /api/tasks/chat/{chat_id...}", o.verified(o.stopPath))
 	o.mountSpendingRoutes(mux)
 	o.mountSocketIO(mux)
 	mux.HandleFunc("/", o.other)
@@ -318,6 +318,7 @@ func (o *OpenWebUI) recording(next http.Handler) http.Handler {
 
 type recordKey struct{}
 
+// detail answers as FastAPI's HTTPException does: {"detail": msg}.
 func detail(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"detail": msg})
 }
@@ -444,7 +445,8 @@ func (o *OpenWebUI) options() OpenWebUIOptions {
 	return opts
 }
 
-// auths is GET /api/v1/auths/ (§2d), including its Set-Cookie for JWTs.
+// auths is GET /api/v1/auths/ (routers/auths.py get_session_user, §2d),
+// including its Set-Cookie for JWTs.
 func (o *OpenWebUI) auths(w http.ResponseWriter, r *http.Request) {
 	o.mu.Lock()
 	o.lookups++
@@ -750,8 +752,10 @@ func titlePrompt(messages []json.RawMessage) string {
 }
 
 // titleRequest is the payload of routers/tasks.py generate_title: the task
-// prompt as one user message, not streaming, max_completion_tokens from
-// the task model's params (default 1000).
+// prompt as one user message, not streaming, and max_completion_tokens
+// 1000, the default generate_title takes when the task model's params set
+// no max_tokens (the fake's models set none, and none is owned by Ollama,
+// for which it would send max_tokens).
 func titleRequest(model json.RawMessage, messages []json.RawMessage) []byte {
 	return mustJSON(map[string]any{
 		"model":                 model,
@@ -879,7 +883,9 @@ func providerError(raw []byte, contentType string) (msg string, ok bool) {
 	return string(v.raw()), true
 }
 
-// other is the catch-all for non-model routes.
+// other is the catch-all for the routes the fake does not model: recorded,
+// and answered 200 without authentication (not OpenWebUI's behaviour; tests
+// use it only to see what a proxy passed through).
 func (o *OpenWebUI) other(w http.ResponseWriter, r *http.Request) {
 	o.mu.Lock()
 	o.passthrough = append(o.passthrough, r.Context().Value(recordKey{}).(Request))

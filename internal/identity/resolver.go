@@ -14,7 +14,8 @@ import (
 )
 
 // ErrUnauthenticated means the token is not a valid credential: OpenWebUI
-// answered 401/403 for it, or the JWT failed local verification.
+// answered 401 for it (a JWT that fails the local check is asked of
+// OpenWebUI first).
 var ErrUnauthenticated = errors.New("identity: not authenticated")
 
 // ErrForbidden means OpenWebUI answered 403 when asked who the token is:

@@ -180,9 +180,25 @@ func RetryAfterSeconds(d time.Duration) int64 {
 	return max(1, int64(math.Ceil(d.Seconds())))
 }
 
-// ClientAddr is the address the request's connection comes from: the
-// client a Throttle counts, and the one logs name.
+// serverClientIP, when set, returns the client address the server already
+// determined for a request ("" when it has none); see SetClientIP.
+var serverClientIP func(*http.Request) string
+
+// SetClientIP tells ClientAddr how the server names a request's client.
+// The Caddy adapter sets Caddy's client_ip, which follows the server's
+// trusted_proxies: behind a load balancer every client is then counted on
+// its own, not all as the balancer. Call it once, at start.
+func SetClientIP(f func(*http.Request) string) { serverClientIP = f }
+
+// ClientAddr is the client a Throttle counts, and the one logs name: the
+// server's client address when it has one (SetClientIP), else the address
+// the request's connection comes from.
 func ClientAddr(r *http.Request) string {
+	if serverClientIP != nil {
+		if ip := serverClientIP(r); ip != "" {
+			return ip
+		}
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr

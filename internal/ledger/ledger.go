@@ -492,11 +492,16 @@ type Hold struct {
 	// Settled says this process settles the call (a synchronous answer),
 	// so the hold may live in memory when the ledger keeps local holds.
 	Settled bool
+	// ClientKey: Key names a message the client chose. A key already
+	// answered (or another user's) is then refused as Reused: charging it
+	// would be a duplicate, and the answer free.
+	ClientKey bool
 }
 
 // HoldResult says what a hold did.
 type HoldResult struct {
 	Allowed bool       // forward the call
+	Reused  bool       // the call's key was answered already, or is another user's: refuse it
 	Placed  bool       // the amount is reserved
 	Local   *LocalHold // in memory: ReleaseLocal it once the call is charged
 	Blocked bool
@@ -597,6 +602,16 @@ func (l *Ledger) hold(ctx context.Context, h Hold) (HoldResult, error) {
 		return HoldResult{}, err
 	}
 	if l.cfg.LocalHolds != nil && h.Settled {
+		if h.ClientKey && h.Enforce {
+			// A hold in memory knows nothing of the key's past.
+			old, err := l.store.RecordByKey(ctx, h.Key)
+			if err == nil && reused(old, h) {
+				return HoldResult{Reused: true, Amount: amount}, nil
+			}
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return HoldResult{}, err
+			}
+		}
 		return l.holdLocally(ctx, h, amount)
 	}
 	rule := store.ReserveIfCovered
@@ -620,12 +635,22 @@ func (l *Ledger) hold(ctx context.Context, h Hold) (HoldResult, error) {
 	if err != nil {
 		return HoldResult{}, err
 	}
+	if res.Existing && h.Enforce && reused(res.Record, h) {
+		return HoldResult{Reused: true, Amount: amount}, nil
+	}
 	return HoldResult{
-		// A key already held or charged is a retry of a call that was allowed;
-		// monitor mode never refuses.
+		// A key the user holds already is a retry of a call that was
+		// allowed; monitor mode never refuses.
 		Allowed: res.Placed || res.Existing || !h.Enforce,
 		Placed:  res.Placed, Blocked: res.Blocked, Amount: amount, Balance: res.Balance,
 	}, nil
+}
+
+// reused reports whether a hold may not take over old, the record already
+// under its key: another user's, or an answer already settled (its charge
+// would be a duplicate, and the new answer free).
+func reused(old store.Record, h Hold) bool {
+	return old.UserID != h.User.ID || old.Status != StatusPending
 }
 
 // holdLocally reserves amount in memory against the stored balance less

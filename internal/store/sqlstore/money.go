@@ -186,6 +186,11 @@ func Charge(ctx context.Context, d Dialect, q Querier, r store.Record) (res stor
 			return store.ChargeResult{Record: rec, Held: old.Cost, Balance: money.Amount(bal)}, nil
 		case !errors.Is(err, store.ErrNotFound):
 			return res, err
+		case r.Status == store.StatusExpired:
+			// The hold is gone (re-keyed, adopted and charged, or its user
+			// deleted): an expiry has nothing to release, and must not
+			// write a record of its own.
+			return res, nil
 		}
 	}
 

@@ -222,6 +222,19 @@ func testRekeyHold(t *testing.T, s store.Store) {
 		t.Fatalf("the old key is still there: %v", err)
 	}
 
+	// The expiry of the hold under its old key (listed before the re-key)
+	// finds nothing to release and writes nothing.
+	before, _ := s.Ledger(ctx, "u1")
+	if res, err := s.Charge(ctx, store.Record{UserID: "u1", Key: "new:/m1", Status: store.StatusExpired}); err != nil || res.Record.ID != 0 {
+		t.Fatalf("expiring a re-keyed hold: %+v, %v", res, err)
+	}
+	if _, err := s.RecordByKey(ctx, "new:/m1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the expiry wrote a record: %v", err)
+	}
+	if after, _ := s.Ledger(ctx, "u1"); after != before {
+		t.Fatalf("the expiry changed the ledger: %+v, was %+v", after, before)
+	}
+
 	// An adopted hold is re-keyed too, and stays the provider's.
 	h2 := hold(t, s, "u1", "new:/m2", store.SourceEdge, store.NewChatID, "m2", units(1))
 	wantAdopted(t, s, store.Adoption{UserID: "u1", Key: "new:/m2"}, h2)
