@@ -35,6 +35,13 @@ func pythonWith(t *testing.T, module string) string {
 // (JSON) into out.
 func runPython(t *testing.T, py, script string, input, out any) {
 	t.Helper()
+	runPythonLines(t, py, script, input, out)
+}
+
+// runPythonLines runs script with input as JSON on its standard input and
+// reads each line it prints, a JSON document, into the next of outs.
+func runPythonLines(t *testing.T, py, script string, input any, outs ...any) {
+	t.Helper()
 	cmd := exec.Command(py, "-c", script)
 	cmd.Stdin = bytes.NewReader(mustJSON(input))
 	var stdout, stderr bytes.Buffer
@@ -42,7 +49,13 @@ func runPython(t *testing.T, py, script string, input, out any) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%s: %v\n%s", py, err, stderr.String())
 	}
-	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
-		t.Fatalf("python output %q: %v", stdout.String(), err)
+	lines := bytes.Split(bytes.TrimSpace(stdout.Bytes()), []byte("\n"))
+	if len(lines) != len(outs) {
+		t.Fatalf("python printed %d lines, want %d: %q", len(lines), len(outs), stdout.String())
+	}
+	for i, out := range outs {
+		if err := json.Unmarshal(lines[i], out); err != nil {
+			t.Fatalf("python output %q: %v", lines[i], err)
+		}
 	}
 }
