@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/openwebui-monitor/owmon/internal/database"
 	"github.com/openwebui-monitor/owmon/internal/edge"
 	"github.com/openwebui-monitor/owmon/internal/identity"
+	"github.com/openwebui-monitor/owmon/internal/journal"
 	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/store"
 	"github.com/openwebui-monitor/owmon/internal/tokens"
@@ -67,15 +69,32 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.settings = s
 	a.access = identity.NewThrottle(identity.ThrottleConfig{})
 	a.apiKeys = identity.NewThrottle(identity.ThrottleConfig{})
-	key := s.Database.Kind + "\x00" + s.Database.DSN
+	key := s.Database.Kind + "\x00" + s.Database.DSN + "\x00" + s.Journal
+	log := a.log
 	val, loaded, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
+		// The journal first: it refuses to open when another process
+		// has it, before anything else is touched.
+		var j *journal.Journal
+		if s.Journal != "" {
+			var err error
+			if j, err = journal.Open(s.Journal, journal.Options{Logger: log}); err != nil {
+				return nil, fmt.Errorf("journal: %w", err)
+			}
+			if st := j.Stats(); st.Recovered > 0 {
+				log.Warn("the journal holds charges and calls in flight from the last run: they are charged once the store answers",
+					"path", s.Journal, "entries", st.Recovered)
+			}
+		}
 		openCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		st, err := database.Open(openCtx, s.Database)
 		if err != nil {
+			if j != nil {
+				j.Close()
+			}
 			return nil, err
 		}
-		sc := storeCloser{Store: st, claims: ledger.NewClaims()}
+		sc := storeCloser{Store: st, claims: ledger.NewClaims(), durable: ledger.NewDurable(j, s.FailOpen, log)}
 		if st.Kind() == "sqlite" {
 			// One writer, in this process: holds can live in memory,
 			// shared by every config over this store.
@@ -92,12 +111,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.log.Info("store opened", "kind", s.Database.Kind)
 	}
 	a.ledger = ledger.New(a.store, ledger.Config{
-		InitBalance:  s.InitBalance,
-		DefaultPrice: s.DefaultPrice,
-		InletCosts:   s.InletCosts,
-		MinHold:      s.MinHold,
-		LocalHolds:   val.(storeCloser).holds,
-		Claims:       val.(storeCloser).claims,
+		InitBalance:      s.InitBalance,
+		DefaultPrice:     s.DefaultPrice,
+		InletCosts:       s.InletCosts,
+		MinHold:          s.MinHold,
+		HoldOutputTokens: s.HoldOutputTokens,
+		LocalHolds:       val.(storeCloser).holds,
+		Durable:          val.(storeCloser).durable,
+		Claims:           val.(storeCloser).claims,
 
 		MaxTokensPerCall: s.MaxTokensPerCall,
 	})
@@ -124,7 +145,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 // Start begins releasing holds nobody settled in time, and ending web-UI
 // answers the websocket tap lost sight of.
 func (a *App) Start() error {
-	a.stop = a.gate.Start()
+	stopGate := a.gate.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.ledger.Run(ctx) // deferred charges and the calls a crash interrupted
+	}()
+	a.stop = func() { stopGate(); cancel(); <-done }
 	return nil
 }
 
@@ -157,9 +185,19 @@ type storeCloser struct {
 	store.Store
 	holds  *ledger.LocalHolds // nil unless the store has a single writer here
 	claims *ledger.Claims     // messages the provider meter charges, across reloads
+	// durable keeps charges the store cannot take, in the journal.
+	durable *ledger.Durable
 }
 
-func (s storeCloser) Destruct() error { return s.Close() }
+// Destruct closes the store and then the journal, which keeps whatever
+// the store did not take.
+func (s storeCloser) Destruct() error {
+	err := s.Close()
+	if j := s.durable.Journal(); j != nil {
+		err = errors.Join(err, j.Close())
+	}
+	return err
+}
 
 // Interface guards
 var (

@@ -57,6 +57,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		system_user             <user id>
 //		api_key_header          <header name>
 //		max_tokens_per_call     <count>
+//		hold_output_tokens      <count>
+//		store_outage            fail_open|fail_closed
+//		journal                 <absolute path>|off
 //	}
 //
 // Values are checked here, so `caddy adapt` names a bad one.

@@ -58,6 +58,7 @@ func startEdgeWith(t *testing.T, database, extra, site string) *edgeEnv {
 		webui_secret_key %s
 		api_key %s
 		init_balance 100
+		hold_output_tokens 16
 		%s
 	}
 }

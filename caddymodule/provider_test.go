@@ -68,6 +68,7 @@ func startStack(t *testing.T, database, secret string, opts fakeowui.OpenWebUIOp
 		"OPENWEBUI_DOMAIN": s.owui.URL(), "PROVIDER_URL": s.provider.URL(), "PROVIDER_API_KEY": realProviderKey,
 		"OWMON_PROVIDER_KEY": sharedKey, "FORWARD_USER_INFO_HEADER_JWT_SECRET": secret,
 		"DATABASE_URL": database, "WEBUI_SECRET_KEY": s.owui.Secret(), "API_KEY": testAPIKey, "INIT_BALANCE": "1000",
+		"OWMON_HOLD_OUTPUT_TOKENS": "16", // holds of the prompt and a short answer: the balance covers many
 	} {
 		t.Setenv(k, v)
 	}

@@ -5,6 +5,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,6 +109,10 @@ func newValidator() *validator.Validate {
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		a.health(w, r) // for load balancers and health checks: no credentials
+		return
+	}
 	// Pages, the login form and static files check sessions themselves.
 	if a.ui != nil && a.ui.serves(r) {
 		a.ui.mux.ServeHTTP(w, r)
@@ -234,4 +239,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (a *API) storageFailed(w http.ResponseWriter, what string, err error) {
 	a.log.Error("admin storage failure", "what", what, "error", err)
 	writeError(w, http.StatusServiceUnavailable, "the monitor's database is unavailable; nothing was changed")
+}
+
+// health answers whether the store takes writes (200) or not (503), with
+// the journal's state and the store_outage policy; no secrets.
+func (a *API) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	h := a.ledger.Health(ctx)
+	status := http.StatusOK
+	if !h.StoreOK {
+		status = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, status, h)
 }

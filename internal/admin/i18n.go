@@ -15,6 +15,9 @@ var languages = []struct{ Code, Name string }{
 // has every key (TestMessagesComplete).
 var messages = map[string]map[string]string{
 	"en": {
+		"health.degraded":    "Charges are not reaching the database: model calls are admitted and their charges kept in the journal.",
+		"health.unavailable": "Charges cannot be recorded: model calls are refused until the database is back.",
+		"health.store":       "Database", "health.pending": "Charges waiting in the journal", "health.journal": "The journal cannot be written",
 		"app": "OpenWebUI Monitor", "nav.overview": "Overview", "nav.users": "Users", "nav.models": "Models",
 		"nav.records": "Records", "nav.user": "User", "nav.login": "Sign in", "nav.settings": "Settings", "logout": "Log out", "lang": "Language",
 		"login.title": "Sign in", "login.token": "Access token", "login.submit": "Sign in",
@@ -48,6 +51,9 @@ var messages = map[string]map[string]string{
 		"settings.currency": "Currency", "settings.sessions": "Sessions last 12 hours and end when the server restarts.",
 	},
 	"zh": {
+		"health.degraded":    "扣费暂时无法写入数据库：模型调用照常放行，扣费保存在日志中。",
+		"health.unavailable": "无法记录扣费：在数据库恢复前拒绝模型调用。",
+		"health.store":       "数据库", "health.pending": "日志中待写入的扣费", "health.journal": "日志无法写入",
 		"app": "OpenWebUI 监控", "nav.overview": "概览", "nav.users": "用户", "nav.models": "模型",
 		"nav.records": "记录", "nav.user": "用户", "nav.login": "登录", "nav.settings": "设置", "logout": "退出登录", "lang": "语言",
 		"login.title": "登录", "login.token": "访问令牌", "login.submit": "登录",
@@ -81,6 +87,9 @@ var messages = map[string]map[string]string{
 		"settings.currency": "货币", "settings.sessions": "会话有效期为 12 小时，服务器重启后失效。",
 	},
 	"es": {
+		"health.degraded":    "Los cargos no llegan a la base de datos: las llamadas se admiten y sus cargos quedan en el diario.",
+		"health.unavailable": "No se pueden registrar cargos: las llamadas se rechazan hasta que vuelva la base de datos.",
+		"health.store":       "Base de datos", "health.pending": "Cargos en espera en el diario", "health.journal": "No se puede escribir el diario",
 		"app": "Monitor de OpenWebUI", "nav.overview": "Resumen", "nav.users": "Usuarios", "nav.models": "Modelos",
 		"nav.records": "Registros", "nav.user": "Usuario", "nav.login": "Iniciar sesión", "nav.settings": "Ajustes", "logout": "Cerrar sesión", "lang": "Idioma",
 		"login.title": "Iniciar sesión", "login.token": "Token de acceso", "login.submit": "Entrar",

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/openwebui-monitor/owmon/internal/identity"
+	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
 	"github.com/openwebui-monitor/owmon/web"
@@ -76,6 +77,8 @@ type view struct {
 	Langs                                  []langLink
 	Error                                  string
 	Data                                   any
+	// Health is shown as a banner when charges are not reaching the store.
+	Health *ledger.Health
 }
 
 type langLink struct {
@@ -241,6 +244,9 @@ func (u *ui) page(name string, fn func(w http.ResponseWriter, r *http.Request, v
 		}
 		v := u.newView(r, name)
 		v.CSRF = s.csrf
+		if h := u.api.ledger.Health(r.Context()); h.Status != "ok" {
+			v.Health = &h
+		}
 		if status := fn(w, r, v); status != 0 {
 			u.render(w, status, name, v)
 		}

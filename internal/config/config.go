@@ -3,6 +3,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -44,6 +46,9 @@ type Options struct {
 	SystemUser         string `json:"system_user,omitempty"`
 	APIKeyHeader       string `json:"api_key_header,omitempty"`
 	MaxTokensPerCall   string `json:"max_tokens_per_call,omitempty"`
+	HoldOutputTokens   string `json:"hold_output_tokens,omitempty"`
+	StoreOutage        string `json:"store_outage,omitempty"`
+	Journal            string `json:"journal,omitempty"`
 }
 
 // Option describes one option: its Caddyfile name and environment fallback.
@@ -83,6 +88,9 @@ var Table = []Option{
 	{"system_user", "OWMON_SYSTEM_USER", "system", func(o *Options) *string { return &o.SystemUser }},
 	{"api_key_header", "CUSTOM_API_KEY_HEADER", "x-api-key", func(o *Options) *string { return &o.APIKeyHeader }},
 	{"max_tokens_per_call", "OWMON_MAX_TOKENS_PER_CALL", "100000000", func(o *Options) *string { return &o.MaxTokensPerCall }},
+	{"hold_output_tokens", "OWMON_HOLD_OUTPUT_TOKENS", "4096", func(o *Options) *string { return &o.HoldOutputTokens }},
+	{"store_outage", "OWMON_STORE_OUTAGE", "fail_open", func(o *Options) *string { return &o.StoreOutage }},
+	{"journal", "OWMON_JOURNAL", "beside the SQLite file, or in Caddy's data directory", func(o *Options) *string { return &o.Journal }},
 }
 
 // Set assigns the option called name; it reports false for an unknown name.
@@ -161,6 +169,16 @@ type Settings struct {
 	APIKeyHeader      string // the header OpenWebUI reads API keys from (CUSTOM_API_KEY_HEADER)
 
 	MaxTokensPerCall int64 // the most tokens one answer may report (max_tokens_per_call)
+	// HoldOutputTokens is the answer a hold covers when the call sets no
+	// max_tokens (hold_output_tokens).
+	HoldOutputTokens int64
+	// FailOpen: while the store cannot be written, admit known users
+	// against their last known balance, settling into the journal
+	// (store_outage fail_open); false refuses model calls (fail_closed).
+	FailOpen bool
+	// Journal is the file that keeps settlements the store cannot take
+	// yet, and what calls in flight have produced; "" when off.
+	Journal string
 	// BackupDir is where a restore keeps the data it replaces: the SQLite
 	// file's directory, or openwebui-monitor in Caddy's data directory.
 	BackupDir string
@@ -180,6 +198,41 @@ func (o Options) Settings(dataDir string) (Settings, error) {
 	}
 	if s.MaxTokensPerCall, err = tokenCount("max_tokens_per_call", o.MaxTokensPerCall, "100000000"); err != nil {
 		return s, err
+	}
+	if s.HoldOutputTokens, err = tokenCount("hold_output_tokens", o.HoldOutputTokens, "4096"); err != nil {
+		return s, err
+	}
+	switch o.StoreOutage {
+	case "", "fail_open":
+		s.FailOpen = true
+	case "fail_closed":
+	default:
+		return s, fmt.Errorf("store_outage: %q is neither fail_open nor fail_closed", o.StoreOutage)
+	}
+	switch j := strings.TrimSpace(o.Journal); j {
+	case "":
+		// One journal per store: next to a SQLite file, and per database
+		// in the data directory for PostgreSQL.
+		if s.Database.Kind == "sqlite" {
+			s.Journal = s.Database.DSN + ".journal"
+		} else {
+			sum := sha256.Sum256([]byte(s.Database.DSN))
+			s.Journal = filepath.Join(dataDir, "openwebui-monitor", "journal-"+hex.EncodeToString(sum[:4]))
+		}
+	case "off":
+	default:
+		if !filepath.IsAbs(j) {
+			return s, fmt.Errorf("journal: %q is not an absolute path (or off)", o.Journal)
+		}
+		s.Journal = filepath.Clean(j)
+	}
+	if s.FailOpen && s.Journal == "" {
+		// Admitting calls the store cannot record needs somewhere durable
+		// to keep their charges.
+		if o.StoreOutage != "" {
+			return s, fmt.Errorf("store_outage: fail_open keeps charges in the journal, which is off")
+		}
+		s.FailOpen = false
 	}
 	if o.OpenWebUI != "" {
 		u, err := url.Parse(o.OpenWebUI)

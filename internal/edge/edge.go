@@ -64,7 +64,7 @@ func (g *Gate) Wait() { g.settling.Wait() }
 func New(l *ledger.Ledger, counter *tokens.Counter, resolver *identity.Resolver, cfg Config, log *slog.Logger) *Gate {
 	g := &Gate{ledger: l, counter: counter, resolver: resolver, cfg: cfg, log: log}
 	g.keys = identity.NewThrottle(identity.ThrottleConfig{})
-	g.tracker = wstap.NewTracker(wstap.TrackerConfig{OnFinish: g.SettleWebChat, IdleTimeout: cfg.HoldTTL})
+	g.tracker = wstap.NewTracker(wstap.TrackerConfig{OnFinish: g.SettleWebChat, OnProgress: g.webChatProgress, IdleTimeout: cfg.HoldTTL})
 	return g
 }
 
@@ -107,6 +107,9 @@ type Call struct {
 	meter   *openwebui.Meter
 	settled bool
 	local   *ledger.LocalHold // a hold in memory to give back once charged
+
+	progressed int64     // the output count last journaled
+	progressAt time.Time // when
 }
 
 // Metered reports whether the call was admitted and must be metered.
@@ -172,8 +175,7 @@ func (c *Call) admitGated(w http.ResponseWriter) bool {
 	}
 	res, err := c.g.ledger.Admit(context.WithoutCancel(c.ctx), userInfo(c.user))
 	if err != nil {
-		c.g.log.Error("cannot read a balance", "error", err)
-		c.refuse(w, http.StatusServiceUnavailable, "The usage monitor's database is unavailable; try again shortly.", "service_unavailable")
+		c.refuseUnavailable(w, err)
 		return true
 	}
 	if !res.Allowed {
@@ -257,6 +259,7 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 	res, err := g.ledger.Hold(context.WithoutCancel(r.Context()), ledger.Hold{
 		User:  userInfo(c.user),
 		Model: c.req.Model, PromptTokens: c.prompt,
+		MaxOutputTokens: c.req.MaxOutputTokens, NoOutput: c.tokenless(),
 		Key: key, ChatID: c.chatID, MessageID: c.messageID,
 		Source: c.source, Purpose: c.label,
 		Enforce: c.enforce, Expires: time.Now().Add(g.cfg.HoldTTL),
@@ -264,11 +267,11 @@ func (c *Call) admit(w http.ResponseWriter, r *http.Request) (handled bool) {
 		ClientKey: c.source == ledger.SourceEdge && c.req.MessageID != "" && !c.ownID,
 	})
 	if err != nil {
-		g.log.Error("cannot place a hold", "error", err)
 		if !c.enforce {
+			g.log.Error("cannot place a hold; monitor mode passes the call", "error", err)
 			return false
 		}
-		c.refuse(w, http.StatusServiceUnavailable, "The usage monitor's database is unavailable; try again shortly.", "service_unavailable")
+		c.refuseUnavailable(w, err)
 		return true
 	}
 	c.local = res.Local
@@ -402,7 +405,25 @@ func (c *Call) Write(p []byte) []byte {
 	if c.meter == nil {
 		return p
 	}
-	return c.meter.Write(p)
+	out := c.meter.Write(p)
+	c.journalProgress()
+	return out
+}
+
+// progressEvery bounds how often a call's output count is journaled.
+const progressEvery = 100 * time.Millisecond
+
+// journalProgress journals the output produced so far, at most every
+// progressEvery: after a crash the answer is charged for the last count.
+func (c *Call) journalProgress() {
+	n := c.meter.OutputTokens()
+	if n == c.progressed {
+		return
+	}
+	if now := time.Now(); now.Sub(c.progressAt) >= progressEvery {
+		c.progressed, c.progressAt = n, now
+		c.g.ledger.Progress(c.key, n)
+	}
 }
 
 // maxNewChatAnswer bounds what is kept of the answer to a new chat's first
@@ -425,6 +446,7 @@ func (c *Call) End() {
 	}
 	c.settled = true
 	if c.source == ledger.SourceEdge && c.local.Adopted() {
+		c.g.ledger.Untrack(c.key, c.source)
 		return // the provider meter adopted the hold: it charges the call
 	}
 	if c.newChat {
@@ -438,7 +460,7 @@ func (c *Call) End() {
 		PromptTokens: c.prompt,
 		ClientLeft:   c.ctx.Err() != nil,
 		Background:   c.background,
-		Tokenless:    c.label == "images" || c.label == "audio" || c.label == "embeddings",
+		Tokenless:    c.tokenless(),
 	}
 	switch {
 	case c.status == 0:
@@ -464,12 +486,18 @@ func (c *Call) End() {
 		// A web-UI chat with nothing produced here is left to the
 		// websocket tap (or its hold's expiry): Settle charges nothing.
 		if _, err := c.g.ledger.Settle(ctx, o); err != nil {
-			c.g.log.Error("cannot settle a model call; its hold is released when it expires", "error", err)
+			c.g.log.Error("cannot settle a model call", "key", c.key, "error", err)
 		}
 		if c.local != nil {
 			c.g.ledger.ReleaseLocal(c.local)
 		}
 	}()
+}
+
+// tokenless reports whether the call answers without tokens to count
+// (images, audio, embeddings).
+func (c *Call) tokenless() bool {
+	return c.label == "images" || c.label == "audio" || c.label == "embeddings"
 }
 
 // ledgerUsage is a usage report as the ledger takes it.
@@ -482,6 +510,17 @@ func setBody(r *http.Request, body []byte) {
 	r.ContentLength = int64(len(body))
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+}
+
+// refuseUnavailable refuses a call the store cannot hold now (503): its
+// database is down and store_outage (or the journal) says not to admit.
+func (c *Call) refuseUnavailable(w http.ResponseWriter, err error) {
+	if errors.Is(err, ledger.ErrUnavailable) {
+		c.g.log.Warn("refused a model call: charges cannot be recorded now", "path", c.path)
+	} else {
+		c.g.log.Error("cannot hold a model call; refused it", "path", c.path, "error", err)
+	}
+	c.refuse(w, http.StatusServiceUnavailable, "The usage monitor cannot record charges right now (its database is unavailable); try again shortly.", "store_unavailable")
 }
 
 // refuseBalance refuses a call the user's balance cannot cover, or a

@@ -228,3 +228,17 @@ func (g *Gate) SettleWebChat(r wstap.Result) {
 		}
 	}()
 }
+
+// webChatProgress journals what a web-UI answer has produced so far, as
+// the websocket shows it: the output reported, or counted from the text.
+// After a crash, or when the tap loses the answer, its hold is charged for
+// that rather than released at zero.
+func (g *Gate) webChatProgress(r wstap.Result) {
+	n := r.Usage.Output
+	if !r.Usage.Reported {
+		n = g.counter.Text(r.Model, r.Content+r.Reasoning)
+	}
+	if n > 0 {
+		g.ledger.Progress(ledger.Key(r.ChatID, r.MessageID), n)
+	}
+}

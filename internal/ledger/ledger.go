@@ -24,6 +24,10 @@ type Config struct {
 	DefaultPrice pricing.Price      // price of models nobody priced
 	InletCosts   pricing.InletCosts // pre-charges when a chat starts
 	MinHold      money.Amount       // least amount a hold reserves
+	// HoldOutputTokens is the answer a hold covers when the call does not
+	// bound it (max_tokens): with it, concurrent calls spend at most the
+	// balance plus one call's overrun. 0: the prompt only.
+	HoldOutputTokens int64
 	// LocalHolds, when set, keeps the holds of calls settled in this
 	// process in memory rather than in the store. Only for a store no other
 	// process writes (SQLite): it saves a write before every call, and a
@@ -33,6 +37,10 @@ type Config struct {
 	// Claims, when set, is the table of messages the provider meter
 	// charges, shared across config reloads; a ledger makes its own if nil.
 	Claims *Claims
+	// Durable, when set, keeps charges the store cannot take in a journal
+	// and admits calls while the store is down as its policy says; shared
+	// across config reloads.
+	Durable *Durable
 	// PriceTTL is how long a resolved price is reused before the store is
 	// asked again, which bounds how stale prices changed by another instance
 	// can be. Default 5s.
@@ -47,8 +55,9 @@ type Config struct {
 
 // Ledger charges users. It is safe for concurrent use.
 type Ledger struct {
-	store store.Store
-	cfg   Config
+	store   store.Store
+	cfg     Config
+	durable *Durable // nil: charges the store cannot take are errors
 
 	mu     sync.Mutex
 	prices map[priceKey]cachedPrice
@@ -75,6 +84,7 @@ func NewLocalHolds() *LocalHolds {
 // that owns it (ReleaseLocal). The provider meter may adopt a front call's
 // hold: the provider call then owns it, and the front charges nothing.
 type LocalHold struct {
+	owner                        *LocalHolds
 	user, key, chatID, messageID string
 	amount                       money.Amount
 	released                     bool
@@ -146,7 +156,7 @@ func New(st store.Store, cfg Config) *Ledger {
 	if cfg.Claims == nil {
 		cfg.Claims = NewClaims()
 	}
-	return &Ledger{store: st, cfg: cfg, prices: make(map[priceKey]cachedPrice)}
+	return &Ledger{store: st, cfg: cfg, durable: cfg.Durable, prices: make(map[priceKey]cachedPrice)}
 }
 
 // Store returns the store the ledger writes to.
@@ -202,6 +212,9 @@ func (l *Ledger) user(ctx context.Context, u store.UserInfo) (store.User, error)
 	}
 	if seen, ok := l.users.Load(u.ID); ok && seen.(store.UserInfo) == u {
 		got, err := l.store.User(ctx, u.ID)
+		if err == nil {
+			l.knowUser(got)
+		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return got, err
 		}
@@ -212,7 +225,16 @@ func (l *Ledger) user(ctx context.Context, u store.UserInfo) (store.User, error)
 		return got, err
 	}
 	l.users.Store(u.ID, u)
+	l.knowUser(got)
 	return got, nil
+}
+
+// knowUser remembers a balance read, for admitting calls while the store
+// is down.
+func (l *Ledger) knowUser(u store.User) {
+	if l.durable != nil {
+		l.durable.know(u)
+	}
 }
 
 // Price resolves what a model costs: its own price, else the price of the
@@ -229,6 +251,9 @@ func (l *Ledger) Price(ctx context.Context, model, baseModelID string) (pricing.
 	}
 	price, err := l.resolve(ctx, model, baseModelID)
 	if err != nil {
+		if ok {
+			return c.price, nil // stale, but the store cannot say better now
+		}
 		return price, err
 	}
 	l.mu.Lock()
@@ -368,7 +393,46 @@ type Answer struct {
 // An answer whose cost does not fit in an amount, or whose charge would take
 // the balance beyond the range of one, is refused with an error wrapping
 // store.ErrOutOfRange, and nothing is written.
+//
+// With a journal (Config.Durable), a charge the store cannot take is kept
+// there and written once it can (the result is Deferred); while deferred
+// charges wait, new ones queue behind them, so they reach the store in order.
 func (l *Ledger) Charge(ctx context.Context, a Answer) (ChargeResult, error) {
+	if a.Source == SourceProvider && a.MessageID != "" {
+		defer l.cfg.Claims.end(Key(a.ChatID, a.MessageID))
+	}
+	if d := l.durable; d != nil && d.journal != nil {
+		d.mu.Lock()
+		queued := d.pending > 0
+		d.mu.Unlock()
+		if queued {
+			return l.deferCharge(ctx, a, errors.New("earlier charges wait for the store"))
+		}
+	}
+	res, err := l.chargeStore(ctx, a)
+	if storeFailure(err) && l.durable != nil {
+		l.durable.storeFailed(err)
+		if l.durable.journal != nil {
+			return l.deferCharge(ctx, a, err)
+		}
+	}
+	if err != nil {
+		return res, err
+	}
+	if !res.Covered {
+		l.settled(res.Record.Key) // a covered key is the provider call's to settle
+	}
+	if l.durable != nil {
+		l.durable.knowBalance(res.Record.UserID, res.Balance)
+	}
+	if res.Covered {
+		return l.providerFigures(ctx, res)
+	}
+	return res, nil
+}
+
+// chargeStore writes a charge to the store (see Charge).
+func (l *Ledger) chargeStore(ctx context.Context, a Answer) (ChargeResult, error) {
 	if err := l.EnsureUser(ctx, a.User); err != nil {
 		return ChargeResult{}, err
 	}
@@ -386,9 +450,6 @@ func (l *Ledger) Charge(ctx context.Context, a Answer) (ChargeResult, error) {
 	}
 	if rec.Status == "" {
 		rec.Status = StatusCompleted
-	}
-	if a.Source == SourceProvider && a.MessageID != "" {
-		defer l.cfg.Claims.end(Key(a.ChatID, a.MessageID))
 	}
 	// Failed answers, and calls cancelled before any output, cost nothing.
 	free := rec.Status == StatusFailed || (rec.Status == StatusCancelled && a.OutputTokens == 0)
@@ -415,9 +476,6 @@ func (l *Ledger) Charge(ctx context.Context, a Answer) (ChargeResult, error) {
 	}
 	if err != nil {
 		return ChargeResult{}, fmt.Errorf("charge: %w", err)
-	}
-	if res.Covered {
-		return l.providerFigures(ctx, res)
 	}
 	return res, nil
 }
@@ -454,25 +512,58 @@ func (l *Ledger) providerFigures(ctx context.Context, res ChargeResult) (ChargeR
 // provider meter counts them): not blocked, with a balance above zero
 // (and at least min_hold) beyond what their calls in flight hold here.
 func (l *Ledger) Admit(ctx context.Context, u store.UserInfo) (HoldResult, error) {
+	d := l.durable
+	if d != nil && !d.failOpen && d.isDown() {
+		return HoldResult{}, ErrUnavailable
+	}
 	got, err := l.user(ctx, u)
+	if storeFailure(err) && d != nil {
+		d.storeFailed(err)
+		v, ok := d.known.Load(u.ID)
+		if !d.failOpen || !ok {
+			return HoldResult{}, ErrUnavailable
+		}
+		got, err = store.User{UserInfo: u, Balance: v.(knownUser).balance, Blocked: v.(knownUser).blocked}, nil
+	}
 	if err != nil {
 		return HoldResult{}, err
 	}
 	res := HoldResult{Blocked: got.Blocked, Balance: got.Balance, Amount: l.cfg.MinHold}
-	if lh := l.cfg.LocalHolds; lh != nil {
+	for _, lh := range l.localTables() {
 		lh.mu.Lock()
 		res.Balance -= lh.held[got.ID]
 		lh.mu.Unlock()
 	}
+	if d != nil {
+		res.Balance -= d.owedBy(got.ID)
+	}
 	res.Allowed = !got.Blocked && res.Balance > 0 && res.Balance >= l.cfg.MinHold
 	return res, nil
+}
+
+// localTables are the tables of holds in memory: the store's (SQLite) and
+// those of calls admitted while the store was down.
+func (l *Ledger) localTables() []*LocalHolds {
+	var t []*LocalHolds
+	if l.cfg.LocalHolds != nil {
+		t = append(t, l.cfg.LocalHolds)
+	}
+	if l.durable != nil {
+		t = append(t, l.durable.spare)
+	}
+	return t
 }
 
 // RekeyHold gives the hold of a new chat's first turn, placed under
 // Key(store.NewChatID, message), the chat id OpenWebUI created; it reports
 // whether a pending hold was re-keyed.
 func (l *Ledger) RekeyHold(ctx context.Context, oldKey, chatID string) (bool, error) {
-	_, ok, err := l.store.RekeyHold(ctx, oldKey, chatID)
+	rec, ok, err := l.store.RekeyHold(ctx, oldKey, chatID)
+	if ok {
+		if j := l.journal(); j != nil {
+			j.Rekey(oldKey, rec.Key)
+		}
+	}
 	return ok, err
 }
 
@@ -487,8 +578,14 @@ type Hold struct {
 	MessageID    string
 	Source       Source
 	Purpose      string
-	Enforce      bool      // refuse when the balance cannot cover the hold; false: monitor only
-	Expires      time.Time // when an unsettled hold is released
+	// MaxOutputTokens is the answer the call asks for at most (its
+	// max_tokens); 0: unbounded, and the hold covers HoldOutputTokens.
+	MaxOutputTokens int64
+	// NoOutput: the call answers no tokens (embeddings, images, audio);
+	// its hold covers the prompt only.
+	NoOutput bool
+	Enforce  bool      // refuse when the balance cannot cover the hold; false: monitor only
+	Expires  time.Time // when an unsettled hold is released
 	// Settled says this process settles the call (a synchronous answer),
 	// so the hold may live in memory when the ledger keeps local holds.
 	Settled bool
@@ -516,15 +613,31 @@ type HoldResult struct {
 	ChatID, MessageID string
 }
 
-// HoldAmount is what a call reserves: the price of its counted prompt (or
-// the model's per-message price) plus the larger of the model's inlet cost
-// and the configured minimum.
-func (l *Ledger) HoldAmount(ctx context.Context, model, baseModelID string, promptTokens int64) (money.Amount, error) {
-	price, err := l.Price(ctx, model, baseModelID)
+// holdAmount is what a call reserves: the price of its counted prompt and
+// of the answer it may produce (its max_tokens, else HoldOutputTokens),
+// or the model's per-message price, plus the larger of the model's inlet
+// cost and the configured minimum. A cost beyond the range of an amount
+// holds the largest amount: no balance covers it.
+func (l *Ledger) holdAmount(ctx context.Context, h Hold) (money.Amount, error) {
+	price, err := l.Price(ctx, h.Model, h.BaseModelID)
 	if err != nil {
 		return 0, err
 	}
-	return price.Cost(promptTokens, 0).Add(max(l.cfg.InletCosts.For(model), l.cfg.MinHold)), nil
+	output := h.MaxOutputTokens
+	if output <= 0 {
+		output = l.cfg.HoldOutputTokens
+	}
+	if limit := l.cfg.MaxTokensPerCall; limit > 0 {
+		output = min(output, limit)
+	}
+	if h.NoOutput {
+		output = 0
+	}
+	cost, ok := price.CostChecked(h.PromptTokens, output)
+	if !ok {
+		return money.Max, nil
+	}
+	return cost.Add(max(l.cfg.InletCosts.For(h.Model), l.cfg.MinHold)), nil
 }
 
 // Hold reserves the estimated cost of a call against the user's balance.
@@ -537,7 +650,44 @@ func (l *Ledger) HoldAmount(ctx context.Context, model, baseModelID string, prom
 // the inlet's pre-charge. The provider meter then charges that message
 // under the hold's key, the others find the key covered, and the call is
 // held once.
+//
+// While the store does not take writes, store_outage decides: fail_closed
+// refuses (ErrUnavailable); fail_open holds in memory against the user's
+// last known balance (holdDuringOutage). An admitted call is journaled,
+// so a crash does not lose what it produces; under fail_open in an outage
+// a call the journal cannot keep is refused.
 func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
+	d := l.durable
+	if d != nil && h.Enforce && !d.failOpen && d.isDown() {
+		return HoldResult{}, ErrUnavailable
+	}
+	res, err := l.holdOrAdopt(ctx, h)
+	outage := false
+	if storeFailure(err) && d != nil {
+		d.storeFailed(err)
+		if h.Enforce {
+			res, err = l.holdDuringOutage(ctx, h)
+			res.Key, res.ChatID, res.MessageID = h.Key, h.ChatID, h.MessageID
+			outage = true
+		}
+	}
+	if err != nil || !res.Allowed {
+		return res, err
+	}
+	if !l.track(h, res) && outage {
+		// Neither the store nor the journal would keep its charge.
+		l.ReleaseLocal(res.Local)
+		return HoldResult{}, ErrUnavailable
+	}
+	if res.MessageID != "" && h.Source == SourceProvider {
+		l.cfg.Claims.begin(Key(res.ChatID, res.MessageID)) // Charge ends it
+	}
+	return res, nil
+}
+
+// holdOrAdopt holds a call, or adopts the hold another path placed for it
+// (see Hold).
+func (l *Ledger) holdOrAdopt(ctx context.Context, h Hold) (HoldResult, error) {
 	if h.Source != SourceProvider {
 		return l.holdRetry(ctx, h)
 	}
@@ -545,9 +695,6 @@ func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
 	if err == nil && !res.Adopted {
 		res, err = l.holdRetry(ctx, h)
 		res.Key, res.ChatID, res.MessageID = h.Key, h.ChatID, h.MessageID
-	}
-	if err == nil && res.Allowed && res.MessageID != "" {
-		l.cfg.Claims.begin(Key(res.ChatID, res.MessageID)) // Charge ends it
 	}
 	return res, err
 }
@@ -558,7 +705,7 @@ func (l *Ledger) adopt(ctx context.Context, h Hold) (HoldResult, error) {
 	if h.MessageID != "" {
 		key = Key(h.ChatID, h.MessageID)
 	}
-	if lh := l.cfg.LocalHolds; lh != nil {
+	for _, lh := range l.localTables() {
 		got := lh.adopt(h.User.ID, h.ChatID, key)
 		if got == nil && key != "" {
 			got = lh.adopt(h.User.ID, h.ChatID, "")
@@ -597,7 +744,7 @@ func (l *Ledger) hold(ctx context.Context, h Hold) (HoldResult, error) {
 	if err := l.EnsureUser(ctx, h.User); err != nil {
 		return HoldResult{}, err
 	}
-	amount, err := l.HoldAmount(ctx, h.Model, h.BaseModelID, h.PromptTokens)
+	amount, err := l.holdAmount(ctx, h)
 	if err != nil {
 		return HoldResult{}, err
 	}
@@ -614,7 +761,7 @@ func (l *Ledger) hold(ctx context.Context, h Hold) (HoldResult, error) {
 		}
 		return l.holdLocally(ctx, h, amount)
 	}
-	rule := store.ReserveIfCovered
+	rule := store.ReserveCoveredOrRest
 	if !h.Enforce {
 		rule = store.ReserveAlways
 	}
@@ -637,6 +784,9 @@ func (l *Ledger) hold(ctx context.Context, h Hold) (HoldResult, error) {
 	}
 	if res.Existing && h.Enforce && reused(res.Record, h) {
 		return HoldResult{Reused: true, Amount: amount}, nil
+	}
+	if res.Placed {
+		amount = res.Record.Cost // the rest of the balance, when that was less
 	}
 	return HoldResult{
 		// A key the user holds already is a retry of a call that was
@@ -669,6 +819,8 @@ func (l *Ledger) holdLocally(ctx context.Context, h Hold, amount money.Amount) (
 		if err != nil {
 			return HoldResult{}, err
 		}
+		l.knowUser(u)
+		u.Balance -= l.owed(u.ID)
 		lh.mu.Lock()
 		if lh.released[u.ID] == seen {
 			res := lh.place(u, h, amount)
@@ -684,6 +836,7 @@ func (l *Ledger) holdLocally(ctx context.Context, h Hold, amount money.Amount) (
 	if err != nil {
 		return HoldResult{}, err
 	}
+	u.Balance -= l.owed(u.ID)
 	return lh.place(u, h, amount), nil
 }
 
@@ -697,21 +850,35 @@ func (lh *LocalHolds) place(u store.User, h Hold, amount money.Amount) HoldResul
 		return HoldResult{Blocked: true, Amount: amount, Balance: u.Balance}
 	}
 	available := u.Balance - lh.held[u.ID]
-	if available < amount {
+	if available <= 0 {
 		return HoldResult{Amount: amount, Balance: available}
 	}
+	// What is left, when it covers less than the hold: at most one call
+	// runs on less than a full hold.
+	amount = min(amount, available)
 	lh.held[u.ID] += amount
-	hold := &LocalHold{user: u.ID, key: h.Key, chatID: h.ChatID, messageID: h.MessageID, amount: amount}
+	hold := &LocalHold{owner: lh, user: u.ID, key: h.Key, chatID: h.ChatID, messageID: h.MessageID, amount: amount}
 	if h.Source != SourceProvider {
 		lh.open[u.ID] = append(lh.open[u.ID], hold)
 	}
 	return HoldResult{Allowed: true, Placed: true, Local: hold, Amount: amount, Balance: available - amount}
 }
 
+// owed is what a user's deferred charges take from their stored balance.
+func (l *Ledger) owed(user string) money.Amount {
+	if l.durable == nil {
+		return 0
+	}
+	return l.durable.owedBy(user)
+}
+
 // ReleaseLocal gives back a local hold, after its call was charged (or
 // failed). Releasing it again does nothing.
 func (l *Ledger) ReleaseLocal(h *LocalHold) {
-	lh := l.cfg.LocalHolds
+	if h == nil {
+		return
+	}
+	lh := h.owner
 	lh.mu.Lock()
 	defer lh.mu.Unlock()
 	lh.release(h)
@@ -729,6 +896,11 @@ func (l *Ledger) ExpireHolds(ctx context.Context, now time.Time) (int, error) {
 		done := 0
 		var stuck error
 		for _, h := range holds {
+			if l.recoverExpired(ctx, h) {
+				n++
+				done++
+				continue
+			}
 			_, err := l.store.Charge(ctx, store.Record{UserID: h.UserID, Key: h.Key, Status: StatusExpired})
 			if errors.Is(err, store.ErrOutOfRange) {
 				// Giving the hold back would take the balance past the
@@ -738,6 +910,10 @@ func (l *Ledger) ExpireHolds(ctx context.Context, now time.Time) (int, error) {
 			}
 			if err != nil {
 				return n, err
+			}
+			if l.durable != nil {
+				l.durable.expiredHolds.Add(1)
+				l.settled(h.Key)
 			}
 			n++
 			done++

@@ -55,18 +55,66 @@ func TestPriceResolutionAndCache(t *testing.T) {
 }
 
 func TestHoldAmount(t *testing.T) {
-	l, st := newLedger(t, Config{MinHold: money.Units(1), InletCosts: pricing.InletCosts{PerModel: map[string]money.Amount{"pricey": money.Units(5)}}})
+	l, st := newLedger(t, Config{MinHold: money.Units(1), HoldOutputTokens: 20,
+		InletCosts: pricing.InletCosts{PerModel: map[string]money.Amount{"pricey": money.Units(5)}}})
 	ctx := context.Background()
-	// 10 prompt tokens at 1 each, plus the larger of the inlet cost and the minimum.
-	if a, _ := l.HoldAmount(ctx, "m", "", 10); a != money.Units(11) {
+	amount := func(h Hold) money.Amount {
+		t.Helper()
+		a, err := l.holdAmount(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	// 10 prompt tokens and 20 of answer at 1 each, plus the larger of the
+	// inlet cost and the minimum.
+	if a := amount(Hold{Model: "m", PromptTokens: 10}); a != money.Units(31) {
 		t.Fatalf("hold %s", a)
 	}
-	if a, _ := l.HoldAmount(ctx, "pricey", "", 10); a != money.Units(15) {
+	if a := amount(Hold{Model: "pricey", PromptTokens: 10}); a != money.Units(35) {
 		t.Fatalf("hold %s", a)
+	}
+	// The call's own max_tokens bounds the answer, above or below the default.
+	if a := amount(Hold{Model: "m", PromptTokens: 10, MaxOutputTokens: 5}); a != money.Units(16) {
+		t.Fatalf("hold with max_tokens 5: %s", a)
+	}
+	if a := amount(Hold{Model: "m", PromptTokens: 10, MaxOutputTokens: 500}); a != money.Units(511) {
+		t.Fatalf("hold with max_tokens 500: %s", a)
+	}
+	// Calls answering no tokens hold their prompt.
+	if a := amount(Hold{Model: "m", PromptTokens: 10, NoOutput: true}); a != money.Units(11) {
+		t.Fatalf("hold of an embedding: %s", a)
 	}
 	st.PutModelPrice(ctx, store.ModelPrice{ID: "flat", PerMessage: money.Units(7)})
-	if a, _ := l.HoldAmount(ctx, "flat", "", 1000); a != money.Units(8) {
+	if a := amount(Hold{Model: "flat", PromptTokens: 1000}); a != money.Units(8) {
 		t.Fatalf("per-message hold %s", a)
+	}
+	// A cost beyond an amount's range holds the largest amount.
+	if a := amount(Hold{Model: "m", PromptTokens: 1 << 62}); a != money.Max {
+		t.Fatalf("hold of an immense prompt %s", a)
+	}
+}
+
+// TestLocalHoldOfTheRest: a balance that covers less than a full hold, but
+// is above zero, admits one call holding what is left, then none.
+func TestLocalHoldOfTheRest(t *testing.T) {
+	l, _ := newLedger(t, Config{InitBalance: money.Units(25), HoldOutputTokens: 0, LocalHolds: NewLocalHolds()})
+	ctx := context.Background()
+	hold := func() HoldResult {
+		t.Helper()
+		res, err := l.Hold(ctx, Hold{User: alice, Model: "m", PromptTokens: 10, Enforce: true, Settled: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for i, want := range []money.Amount{money.Units(10), money.Units(10), money.Units(5)} {
+		if res := hold(); !res.Allowed || res.Amount != want {
+			t.Fatalf("hold %d: %+v, want %s held", i, res, want)
+		}
+	}
+	if res := hold(); res.Allowed || res.Balance != 0 {
+		t.Fatalf("a fourth call with nothing left: %+v", res)
 	}
 }
 
@@ -149,10 +197,13 @@ func TestProviderMeterAdoptsLocalHold(t *testing.T) {
 	if !front.Allowed || front.Local == nil || front.Local.Adopted() {
 		t.Fatalf("front hold %+v", front)
 	}
-	// A provider call of another chat adopts nothing, and 60 of 100 is held.
-	if other := hold(50, "provider/x", "c9", SourceProvider); other.Allowed || other.Adopted {
-		t.Fatalf("50 allowed beside the front's 60 of 100: %+v", other)
+	// A provider call of another chat adopts nothing: 60 of 100 is held,
+	// and it holds the 40 left.
+	other := hold(50, "provider/x", "c9", SourceProvider)
+	if !other.Allowed || other.Adopted || other.Amount != money.Units(40) {
+		t.Fatalf("a call of another chat beside the front's 60 of 100: %+v", other)
 	}
+	l.ReleaseLocal(other.Local)
 	provider := hold(60, "provider/1", "", SourceProvider)
 	if !provider.Allowed || !provider.Adopted || provider.Local != front.Local || provider.Key != "/m1" || !front.Local.Adopted() {
 		t.Fatalf("provider call did not adopt the front's hold: %+v", provider)
@@ -231,8 +282,8 @@ func TestLocalHoldReadsAgainAfterARelease(t *testing.T) {
 	}
 	l.ReleaseLocal(first.Local)
 	close(ps.resume)
-	if res := <-second; res.Allowed {
-		t.Fatalf("a hold of 60 allowed against a balance of 40: %+v", res)
+	if res := <-second; res.Allowed && res.Amount != money.Units(40) {
+		t.Fatalf("a hold of 60 against a balance of 40 holds more than the 40 left: %+v", res)
 	}
 }
 

@@ -25,12 +25,26 @@ type ModelRequest struct {
 	// Prompt is "prompt" (completions, Ollama generate) or "input" when it is
 	// a string (embeddings, Responses, speech).
 	Prompt string
+	// MaxOutputTokens is the most output the call asks for (max_tokens,
+	// max_completion_tokens, max_output_tokens, Ollama's
+	// options.num_predict; the largest when several are set); 0: unset.
+	MaxOutputTokens int64
 	// System is the prompt outside Messages: Anthropic's and Ollama's
 	// "system", the Responses API's "instructions".
 	System string
 
 	list        gjson.Result // "prompt" or "input" when it is a list
 	userMessage gjson.Result // OpenWebUI's user_message: the new turn
+}
+
+// outputLimit reads an output-token limit; anything but a positive number
+// (Ollama's -1 and -2 mean "no limit") is no limit. The upstream judges the
+// field; a hold only needs a bound when there is one.
+func outputLimit(v gjson.Result) int64 {
+	if v.Type != gjson.Number || v.Num < 1 {
+		return 0
+	}
+	return int64(min(v.Num, 1e15))
 }
 
 // fallbackCounter serves callers that pass a nil *tokens.Counter.
@@ -47,6 +61,12 @@ func InspectRequest(route RouteKind, body []byte) (ModelRequest, error) {
 	var model, stream, opts, chatID, id, sessionID, parentID, messages, prompt, input, system, instructions gjson.Result
 	root.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
+		case "max_tokens", "max_completion_tokens", "max_output_tokens":
+			r.MaxOutputTokens = max(r.MaxOutputTokens, outputLimit(v))
+		case "options":
+			if v.IsObject() {
+				r.MaxOutputTokens = max(r.MaxOutputTokens, outputLimit(lastMember(v, "num_predict")))
+			}
 		case "model":
 			model = v
 		case "stream":

@@ -30,6 +30,24 @@ func TestInspectRequest(t *testing.T) {
 			want: ModelRequest{Model: "llama3.2:latest", Stream: true, ChatID: "c1", MessageID: "m2", SessionID: "sock1"},
 		},
 		{
+			name:  "output limits: the largest set, nonsense ignored",
+			route: RouteOpenAI,
+			body:  `{"model":"o3","max_tokens":100,"max_completion_tokens":2000,"max_output_tokens":"9999","prompt":"x"}`,
+			want:  ModelRequest{Model: "o3", Prompt: "x", MaxOutputTokens: 2000},
+		},
+		{
+			name:  "ollama num_predict, -1 is no limit",
+			route: RouteOllama,
+			body:  `{"model":"llama3","prompt":"x","stream":false,"options":{"num_predict":-1}}`,
+			want:  ModelRequest{Model: "llama3", Prompt: "x"},
+		},
+		{
+			name:  "ollama num_predict",
+			route: RouteOllama,
+			body:  `{"model":"llama3","prompt":"x","stream":false,"options":{"num_predict":64.5}}`,
+			want:  ModelRequest{Model: "llama3", Prompt: "x", MaxOutputTokens: 64},
+		},
+		{
 			name:  "ollama streams by default",
 			route: RouteOllama,
 			body:  `{"model":"llama3","messages":[]}`,
@@ -57,7 +75,7 @@ func TestInspectRequest(t *testing.T) {
 			name:  "anthropic system blocks",
 			route: RouteAnthropic,
 			body:  `{"model":"claude","max_tokens":10,"system":[{"type":"text","text":"a"},{"type":"text","text":"b","cache_control":{"type":"ephemeral"}}],"messages":[]}`,
-			want:  ModelRequest{Model: "claude", System: "a\nb", Messages: gjson.Parse(`[]`)},
+			want:  ModelRequest{Model: "claude", System: "a\nb", Messages: gjson.Parse(`[]`), MaxOutputTokens: 10},
 		},
 		{
 			name:  "anthropic system string",

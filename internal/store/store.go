@@ -69,6 +69,8 @@ func (r ReserveRule) Allows(balance, cost money.Amount) bool {
 		return balance > 0
 	case ReserveIfCovered:
 		return balance >= cost
+	case ReserveCoveredOrRest:
+		return balance > 0
 	}
 	return true
 }
@@ -197,6 +199,11 @@ const (
 	ReserveIfCovered
 	// ReserveAlways takes the amount whatever the balance (monitor-only mode).
 	ReserveAlways
+	// ReserveCoveredOrRest takes the amount when the balance covers it,
+	// else whatever is left of a balance above zero: the record's cost is
+	// then that rest, and the balance zero. So at most one call runs on
+	// less than its full hold (a hold in enforce mode).
+	ReserveCoveredOrRest
 )
 
 // Reservation asks to take Record.Cost from a user before an answer exists.
@@ -226,6 +233,10 @@ type ChargeResult struct {
 	// and Balance the user's; the ledger also sets it, with Record summing
 	// the provider meter's records of the message.
 	Covered bool
+	// Deferred: the store could not take the charge; the ledger keeps it
+	// in its journal and writes it once the store answers again. Record
+	// is the charge as priced now; Balance is the last one known.
+	Deferred bool
 }
 
 // MessageUsage sums the records one path wrote for one chat message.
@@ -487,6 +498,10 @@ type Store interface {
 	// import replaces (as Export returns them); an error from keep undoes
 	// the import and is returned (wrapped).
 	Import(ctx context.Context, b Backup, keep func(replaced Backup) error) error
+
+	// Probe makes one small write of its own (a row no other query
+	// reads): it fails while the store cannot take writes.
+	Probe(ctx context.Context) error
 
 	// Close releases the connections.
 	Close() error

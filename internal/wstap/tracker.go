@@ -86,6 +86,14 @@ type TrackerConfig struct {
 	// Stop's sweep, Abandon or Close). It must not block: hand slow work
 	// (settling a charge) to another goroutine. It may call the Tracker.
 	OnFinish func(Result)
+	// OnProgress, when set, is called with a message's answer so far
+	// (Outcome unset), at most every ProgressEvery per message, on the
+	// goroutine that fed the event, outside the tracker's lock: the
+	// journal keeps what a message produced in case the process dies.
+	OnProgress func(Result)
+	// ProgressEvery bounds how often OnProgress is called per message
+	// (default 1 s).
+	ProgressEvery time.Duration
 	// MaxMessages caps the messages tracked at once (default 10,000). When
 	// full, the one with the oldest event ends as Abandoned.
 	MaxMessages int
@@ -147,6 +155,7 @@ type message struct {
 	started  time.Time
 	updated  time.Time
 	stopAt   time.Time // Stop was called
+	progress time.Time // OnProgress was last called
 	orphanAt time.Time // the last connection carrying it closed
 	watchers int
 	finished bool
@@ -183,6 +192,9 @@ func NewTracker(cfg TrackerConfig) *Tracker {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.ProgressEvery <= 0 {
+		cfg.ProgressEvery = time.Second
 	}
 	if cfg.OrphanGrace <= 0 {
 		cfg.OrphanGrace = 60 * time.Second
@@ -410,8 +422,12 @@ func (t *Tracker) apply(c *Conn, ev *ChatEvent) {
 	now := t.cfg.Now()
 	t.mu.Lock()
 	fin := t.applyLocked(c, ev, now, c.fin[:0])
+	progress, due := t.progressLocked(ev, now)
 	t.mu.Unlock()
 	t.report(fin)
+	if due {
+		t.cfg.OnProgress(progress)
+	}
 	clear(fin)
 	c.fin = fin[:0]
 }
@@ -493,6 +509,30 @@ func (t *Tracker) applyLocked(c *Conn, ev *ChatEvent, now time.Time, fin []*mess
 		fin = t.finish(m, o, now, fin)
 	}
 	return fin
+}
+
+// progressLocked returns the answer so far of the message ev fed, when
+// OnProgress is due for it (under t.mu; the text is copied, as the
+// message's buffer changes with the next event).
+func (t *Tracker) progressLocked(ev *ChatEvent, now time.Time) (Result, bool) {
+	if t.cfg.OnProgress == nil || ev.Type != TypeCompletion {
+		return Result{}, false
+	}
+	m := t.active[msgKey{ev.ChatID, ev.MessageID}]
+	if m == nil || now.Sub(m.progress) < t.cfg.ProgressEvery {
+		return Result{}, false
+	}
+	m.progress = now
+	r := Result{ChatID: m.key.chat, MessageID: m.key.msg, UserID: m.user, Model: m.model,
+		Usage: m.usage, Events: m.events, Started: m.started}
+	switch m.rawKind {
+	case rawOutput:
+		r.Content, r.Reasoning = answerText("", unsafeString(m.raw))
+	case rawContent:
+		r.Content, r.Reasoning = answerText(unsafeString(m.raw), "")
+	}
+	r.Content, r.Reasoning = strings.Clone(r.Content), strings.Clone(r.Reasoning)
+	return r, true
 }
 
 // setRaw keeps the answer so far. Copies of one event reach the tracker

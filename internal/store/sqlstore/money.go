@@ -37,7 +37,7 @@ func ruleCond(d Dialect, rule store.ReserveRule) (string, error) {
 	switch rule {
 	case store.ReserveIfPositive:
 		return `balance > 0`, nil
-	case store.ReserveIfCovered:
+	case store.ReserveIfCovered, store.ReserveCoveredOrRest:
 		return `balance >= $2`, nil
 	case store.ReserveAlways:
 		return `TRUE`, nil
@@ -99,7 +99,21 @@ func Reserve(ctx context.Context, d Dialect, q Querier, r store.Reservation) (re
 		if err == nil && !res.Blocked && r.Rule.Allows(res.Balance, rec.Cost) && (cur < lo || cur > hi) {
 			return res, store.BalanceRangeError(res.Balance, rec.Cost)
 		}
-		return res, err
+		if err != nil || res.Blocked || r.Rule != store.ReserveCoveredOrRest || cur <= 0 || cur >= int64(rec.Cost) {
+			return res, err
+		}
+		// Not covered, but something is left: take all of it, unless
+		// another call took some since it was read.
+		err = q.QueryRow(ctx, `UPDATE users SET balance = 0, updated_at = $3
+			WHERE id = $1 AND NOT deleted AND balance = $2 RETURNING balance`,
+			rec.UserID, cur, d.Time(d.Now())).Scan(&bal)
+		if noRows(err) {
+			return res, nil
+		}
+		if err != nil {
+			return res, err
+		}
+		rec.Cost = money.Amount(cur)
 	}
 	if err != nil {
 		return res, err

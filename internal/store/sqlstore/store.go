@@ -123,6 +123,15 @@ func (s Store) changeBalance(ctx context.Context, userID, actor, reason string,
 	return c, err
 }
 
+// Probe rewrites the store's probe row.
+func (s Store) Probe(ctx context.Context) error {
+	return s.B.Stmt(ctx, func(ctx context.Context, q Querier) error {
+		_, err := q.Exec(ctx, `INSERT INTO store_probe (id, writes) VALUES (1, 1)
+			ON CONFLICT (id) DO UPDATE SET writes = store_probe.writes + 1`)
+		return err
+	})
+}
+
 // SetBlocked blocks or unblocks a user.
 func (s Store) SetBlocked(ctx context.Context, userID string, blocked bool) error {
 	return SetBlocked(ctx, s.D, s.B.Writer(), userID, blocked)

@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ChargeBlockedUser", testChargeBlockedUser},
 		{"ReserveRules", testReserveRules},
 		{"ReserveBlocked", testReserveBlocked},
+		{"Probe", testProbe},
 		{"ReserveExisting", testReserveExisting},
 		{"ReserveThenCharge", testReserveThenCharge},
 		{"ReserveThenChargeMore", testReserveThenChargeMore},
@@ -499,6 +500,18 @@ func testReserveRules(t *testing.T, s store.Store) {
 		t.Fatalf("refused reservation left a record: %v", err)
 	}
 
+	// CoveredOrRest: the cost when covered, else the rest of a positive
+	// balance, recorded as the hold's cost; nothing at zero.
+	newUser(t, s, "rest", units(5))
+	wantPlaced(t, reserve(t, s, "rest", "r1", units(3), store.ReserveCoveredOrRest), units(2))
+	part := reserve(t, s, "rest", "r2", units(3), store.ReserveCoveredOrRest)
+	wantPlaced(t, part, 0)
+	if part.Record.Cost != units(2) || recordByKey(t, s, "r2").Cost != units(2) {
+		t.Fatalf("a hold of the rest: %+v", part.Record)
+	}
+	wantRefused(t, reserve(t, s, "rest", "r3", 1, store.ReserveCoveredOrRest), 0)
+	checkLedger(t, s, "rest", 2)
+
 	// Always: whatever the balance.
 	newUser(t, s, "alw", 0)
 	wantPlaced(t, reserve(t, s, "alw", "a1", units(3), store.ReserveAlways), units(-3))
@@ -523,13 +536,26 @@ func testReserveRules(t *testing.T, s store.Store) {
 	sameRecord(t, "pending record", recordByKey(t, s, "a3"), res.Record)
 }
 
+// testProbe: the probe write succeeds on a working store, again and again,
+// and leaves users and records alone.
+func testProbe(t *testing.T, s store.Store) {
+	for range 3 {
+		if err := s.Probe(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if users, n, err := s.ListUsers(t.Context(), store.UserQuery{}); err != nil || n != 0 || len(users) != 0 {
+		t.Fatalf("the probe left users: %v %d %v", users, n, err)
+	}
+}
+
 func testReserveBlocked(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	newUser(t, s, "u1", units(10))
 	if err := s.SetBlocked(ctx, "u1", true); err != nil {
 		t.Fatal(err)
 	}
-	for _, rule := range []store.ReserveRule{store.ReserveIfPositive, store.ReserveIfCovered, store.ReserveAlways} {
+	for _, rule := range []store.ReserveRule{store.ReserveIfPositive, store.ReserveIfCovered, store.ReserveAlways, store.ReserveCoveredOrRest} {
 		res := reserve(t, s, "u1", fmt.Sprint("b", rule), units(1), rule)
 		if !res.Blocked || res.Placed || res.Existing || res.Balance != units(10) {
 			t.Fatalf("rule %d on a blocked user: %+v", rule, res)
@@ -823,8 +849,20 @@ func testReserveThenConcurrentCharges(t *testing.T, s store.Store) {
 }
 
 func testReserveConcurrentOverdraw(t *testing.T, s store.Store) {
+	testReserveConcurrent(t, s, store.ReserveIfCovered)
+	t.Run("rest", func(t *testing.T) { testReserveConcurrent(t, s, store.ReserveCoveredOrRest) })
+}
+
+// testReserveConcurrent: 200 holds of 10 race for a balance of 1000 (plus
+// 5 with ReserveCoveredOrRest, which one hold takes): 100 full holds are
+// placed (and one of the rest), and the balance ends at zero.
+func testReserveConcurrent(t *testing.T, s store.Store, rule store.ReserveRule) {
 	ctx := t.Context()
-	newUser(t, s, "u1", units(1000))
+	user, start0 := "u1", units(1000)
+	if rule == store.ReserveCoveredOrRest {
+		user, start0 = "u2", units(1005)
+	}
+	newUser(t, s, user, start0)
 	const n = 200
 	var (
 		wg      sync.WaitGroup
@@ -835,19 +873,24 @@ func testReserveConcurrentOverdraw(t *testing.T, s store.Store) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			results[i], errs[i] = s.Reserve(ctx, store.Reservation{Rule: store.ReserveIfCovered,
-				Record: store.Record{UserID: "u1", Key: fmt.Sprintf("k%d", i), Cost: units(10)}})
+			results[i], errs[i] = s.Reserve(ctx, store.Reservation{Rule: rule,
+				Record: store.Record{UserID: user, Key: fmt.Sprintf("%s-k%d", user, i), Cost: units(10)}})
 		})
 	}
 	close(start)
 	wg.Wait()
-	placed := 0
+	placed, rest := 0, 0
 	for i := range n {
 		if errs[i] != nil {
 			t.Fatalf("reserve %d: %v", i, errs[i])
 		}
 		r := results[i]
 		switch {
+		case r.Placed && r.Record.Cost != units(10):
+			rest++
+			if r.Record.Cost != units(5) || r.Balance != 0 {
+				t.Fatalf("reserve %d held the rest %v, balance %v", i, r.Record.Cost, r.Balance)
+			}
 		case r.Placed:
 			placed++
 			if r.Balance < 0 || r.Record.BalanceAfter != r.Balance {
@@ -861,12 +904,16 @@ func testReserveConcurrentOverdraw(t *testing.T, s store.Store) {
 			}
 		}
 	}
-	if placed != 100 {
-		t.Fatalf("%d reservations placed, want 100", placed)
+	wantRest := 0
+	if rule == store.ReserveCoveredOrRest {
+		wantRest = 1
 	}
-	wantBalance(t, s, "u1", 0)
-	l := checkLedger(t, s, "u1", 100)
-	if l.Charges != units(1000) {
+	if placed != 100 || rest != wantRest {
+		t.Fatalf("%d full reservations and %d of the rest placed, want 100 and %d", placed, rest, wantRest)
+	}
+	wantBalance(t, s, user, 0)
+	l := checkLedger(t, s, user, int64(100+wantRest))
+	if l.Charges != start0 {
 		t.Fatalf("ledger charges %v", l.Charges)
 	}
 }
