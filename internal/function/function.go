@@ -189,11 +189,15 @@ func (e *Endpoints) outlet(ctx context.Context, w http.ResponseWriter, call open
 		e.storageFailed(w, "outlet", err)
 		return
 	}
+	msg := "Request successful"
+	if res.Deferred {
+		msg = "Charge kept: the monitor's database is unavailable, and the charge is written once it is back"
+	}
 	writeJSON(w, http.StatusOK, outletAnswer{
 		Success:     true,
 		InputTokens: res.Record.InputTokens, OutputTokens: res.Record.OutputTokens,
 		TotalCost: res.Record.Cost, NewBalance: res.Record.BalanceAfter,
-		Message: "Request successful",
+		Message: msg,
 	})
 }
 

@@ -197,6 +197,10 @@ func TestOutagePolicy(t *testing.T) {
 		if _, err := r.l.Charge(ctx, Answer{User: alice, Model: "m", InputTokens: 30, Key: "a1"}); err != nil {
 			t.Fatal(err) // deferred: 60 left
 		}
+		// The inlet tells a known user their last balance less what is owed.
+		if pre, err := r.l.PreChargeInlet(ctx, PreCharge{User: alice, Model: "m", Source: SourceFunction}); err != nil || pre.Balance != money.Units(60) {
+			t.Fatalf("local=%v: inlet during the outage: %+v %v", local, pre, err)
+		}
 		res, err := hold(alice, "a2", 50)
 		if err != nil || !res.Allowed || res.Amount != money.Units(50) {
 			t.Fatalf("local=%v: a known user during the outage: %+v %v", local, res, err)

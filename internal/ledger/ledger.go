@@ -331,6 +331,15 @@ type PreChargeResult struct {
 // for the same message takes nothing again.
 func (l *Ledger) PreChargeInlet(ctx context.Context, p PreCharge) (PreChargeResult, error) {
 	u, err := l.user(ctx, p.User)
+	if d := l.durable; storeFailure(err) && d != nil {
+		// The store is down: under fail_open a user seen before is told
+		// their last known balance, and nothing is taken in advance.
+		d.storeFailed(err)
+		if v, ok := d.known.Load(p.User.ID); ok && d.failOpen {
+			k := v.(knownUser)
+			return PreChargeResult{Blocked: k.blocked, Balance: k.balance - d.owedBy(p.User.ID)}, nil
+		}
+	}
 	if err != nil {
 		return PreChargeResult{}, err
 	}
