@@ -261,6 +261,7 @@ func TestFrontAndMeterOnTwoInstances(t *testing.T) {
 		default_input_price 1000000
 		default_output_price 2000000
 		init_balance 1000
+		hold_output_tokens 16
 		provider_key %s
 	}
 }

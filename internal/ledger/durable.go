@@ -145,7 +145,7 @@ func (d *Durable) Health() Health {
 		h.JournalOK = d.journal.Err() == nil
 	}
 	h.RecoveredCalls, h.ExpiredHolds = d.recoveredCalls.Load(), d.expiredHolds.Load()
-	h.Admitting = h.StoreOK || (d.failOpen && h.JournalOK)
+	h.Admitting = h.StoreOK || d.admitsDuringOutage()
 	h.sum(d.journal != nil)
 	return h
 }
@@ -190,6 +190,12 @@ func (d *Durable) storeBack() {
 		d.log.Info("the store takes writes again", "down_for", time.Since(d.since).Round(time.Millisecond).String())
 	}
 	d.down, d.cause = false, ""
+}
+
+// admitsDuringOutage reports whether model calls may start while the store
+// does not take writes: under fail_open, while the journal can be written.
+func (d *Durable) admitsDuringOutage() bool {
+	return d.failOpen && d.journal != nil && d.journal.Err() == nil
 }
 
 // owedBy is what a user's deferred charges take from their balance.
@@ -477,7 +483,7 @@ func (l *Ledger) recoverCalls() {
 // written refuses it (ErrUnavailable).
 func (l *Ledger) holdDuringOutage(ctx context.Context, h Hold) (HoldResult, error) {
 	d := l.durable
-	if d == nil || !d.failOpen || d.journal.Err() != nil {
+	if d == nil || !d.admitsDuringOutage() {
 		return HoldResult{}, ErrUnavailable
 	}
 	v, ok := d.known.Load(h.User.ID)

@@ -522,14 +522,14 @@ func (l *Ledger) providerFigures(ctx context.Context, res ChargeResult) (ChargeR
 // (and at least min_hold) beyond what their calls in flight hold here.
 func (l *Ledger) Admit(ctx context.Context, u store.UserInfo) (HoldResult, error) {
 	d := l.durable
-	if d != nil && !d.failOpen && d.isDown() {
+	if d != nil && d.isDown() && !d.admitsDuringOutage() {
 		return HoldResult{}, ErrUnavailable
 	}
 	got, err := l.user(ctx, u)
 	if storeFailure(err) && d != nil {
 		d.storeFailed(err)
 		v, ok := d.known.Load(u.ID)
-		if !d.failOpen || !ok {
+		if !d.admitsDuringOutage() || !ok {
 			return HoldResult{}, ErrUnavailable
 		}
 		got, err = store.User{UserInfo: u, Balance: v.(knownUser).balance, Blocked: v.(knownUser).blocked}, nil
@@ -667,7 +667,7 @@ func (l *Ledger) holdAmount(ctx context.Context, h Hold) (money.Amount, error) {
 // a call the journal cannot keep is refused.
 func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
 	d := l.durable
-	if d != nil && h.Enforce && !d.failOpen && d.isDown() {
+	if d != nil && h.Enforce && d.isDown() && !d.admitsDuringOutage() {
 		return HoldResult{}, ErrUnavailable
 	}
 	res, err := l.holdOrAdopt(ctx, h)
@@ -683,7 +683,7 @@ func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
 	if err != nil || !res.Allowed {
 		return res, err
 	}
-	if !l.track(h, res) && outage {
+	if !l.track(h, res) && h.Enforce && (outage || d.isDown()) {
 		// Neither the store nor the journal would keep its charge.
 		l.ReleaseLocal(res.Local)
 		return HoldResult{}, ErrUnavailable

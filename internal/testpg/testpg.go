@@ -16,6 +16,10 @@
 // watchdog process does the same should the test binary die without Run
 // finishing (a panic, a timeout, a kill).
 //
+// A test that stops the server (to simulate a database outage) must not
+// stop the shared cluster: NewPrivate starts a cluster of its own, which it
+// may Stop and Start again on the same port.
+//
 // The PostgreSQL server binaries must be installed (initdb, pg_ctl, postgres,
 // found on PATH or in /usr/lib/postgresql/*/bin). When they are missing the
 // tests fail, with a message saying so; they are never skipped.
@@ -182,23 +186,31 @@ func (c *cluster) start() error {
 		if err != nil {
 			return err
 		}
-		opts := []string{"-p", strconv.Itoa(c.port), "-k", c.dir,
-			"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300"}
-		if !c.durable {
-			opts = append(opts, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
-		}
-		logFile := filepath.Join(c.dir, "postgres.log")
-		out, err := c.run(2*time.Minute, filepath.Join(bin, "pg_ctl"), "-D", data, "-l", logFile, "-w", "-t", "90",
-			"-o", strings.Join(opts, " "), "start")
-		if err == nil {
+		if lastErr = c.pgCtlStart(); lastErr == nil {
 			return nil
 		}
-		log, _ := os.ReadFile(logFile)
-		lastErr = fmt.Errorf("pg_ctl start: %w\n%s\nserver log:\n%s", err, out, tail(log, 4000))
 		// pg_ctl may have left a server half started.
 		_, _ = c.run(time.Minute, filepath.Join(bin, "pg_ctl"), "-D", data, "stop", "-m", "immediate")
 	}
 	return lastErr
+}
+
+// pgCtlStart starts the server of an initialised cluster on c.port and
+// waits until it accepts connections.
+func (c *cluster) pgCtlStart() error {
+	opts := []string{"-p", strconv.Itoa(c.port), "-k", c.dir,
+		"-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300"}
+	if !c.durable {
+		opts = append(opts, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	logFile := filepath.Join(c.dir, "postgres.log")
+	out, err := c.run(2*time.Minute, filepath.Join(c.binDir, "pg_ctl"), "-D", filepath.Join(c.dir, "data"), "-l", logFile,
+		"-w", "-t", "90", "-o", strings.Join(opts, " "), "start")
+	if err == nil {
+		return nil
+	}
+	log, _ := os.ReadFile(logFile)
+	return fmt.Errorf("pg_ctl start: %w\n%s\nserver log:\n%s", err, out, tail(log, 4000))
 }
 
 // stop stops the server and removes its directory. It is safe to call on a
