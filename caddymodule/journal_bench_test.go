@@ -150,5 +150,5 @@ func journalReport(b *testing.B, res map[string]*loadResult) {
 	b.ReportMetric(100*res["off"].rps/res["plain-off"].rps, "nojournal-throughput-%")
 	b.ReportMetric(float64((res["on"].p(0.99)-res["plain-on"].p(0.99)).Microseconds())/1000, "journal-added-p99-ms")
 	b.ReportMetric(float64((res["off"].p(0.99)-res["plain-off"].p(0.99)).Microseconds())/1000, "nojournal-added-p99-ms")
-	b.ReportMetric(float64((res["on"].cpu-res["off"].cpu).Microseconds()), "journal-cpu-µs/call")
+	b.ReportMetric(float64((res["on"].cpu - res["off"].cpu).Microseconds()), "journal-cpu-µs/call")
 }

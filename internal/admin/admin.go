@@ -169,7 +169,9 @@ func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	if err := decodeJSON(raw, v, true); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid JSON: "+err.Error())
+		// "invalid JSON: …" for a body that is not JSON; "field: must be
+		// …" for one whose field has the wrong kind.
+		writeError(w, http.StatusBadRequest, err.Error())
 		return false
 	}
 	if err := a.validate.Struct(v); err != nil {

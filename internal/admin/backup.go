@@ -210,8 +210,8 @@ func (b backupCounts) String() string {
 // gives, with what was replaced and what was imported.
 func (a *API) importDatabase(w http.ResponseWriter, r *http.Request) {
 	mode := r.URL.Query().Get("mode")
-	if mode != "" && mode != "replace" {
-		writeError(w, http.StatusBadRequest, "mode: "+quote(mode)+" is not a mode of import; the only one is replace")
+	if mode != "" && mode != "replace" && mode != "preview" {
+		writeError(w, http.StatusBadRequest, "mode: "+quote(mode)+" is not a mode of import; the modes are replace and preview")
 		return
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBackupBytes))
@@ -226,7 +226,10 @@ func (a *API) importDatabase(w http.ResponseWriter, r *http.Request) {
 	}
 	var f backupFile
 	if err := decodeJSON(raw, &f, false); err != nil {
-		writeError(w, http.StatusBadRequest, "backup is not valid JSON of the expected shape: "+err.Error())
+		writeJSON(w, http.StatusBadRequest, map[string]any{
+			"error":  "the backup cannot be read: " + err.Error(),
+			"detail": notBackupDetail(raw, err),
+		})
 		return
 	}
 	if missing := f.missing(); len(missing) > 0 {
@@ -244,6 +247,10 @@ func (a *API) importDatabase(w http.ResponseWriter, r *http.Request) {
 	b, err := backupToStore(f)
 	if err != nil {
 		writeError(w, http.StatusUnprocessableEntity, err.Error()+"; nothing was imported")
+		return
+	}
+	if mode == "preview" {
+		a.previewImport(w, r, f, b)
 		return
 	}
 	var (
@@ -302,6 +309,41 @@ func (a *API) importDatabase(w http.ResponseWriter, r *http.Request) {
 		out["backup"] = saved
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// previewImport answers what a restore of a checked backup would import
+// and what it would replace, and writes nothing (?mode=preview).
+func (a *API) previewImport(w http.ResponseWriter, r *http.Request, f backupFile, b store.Backup) {
+	current, err := a.store.Export(r.Context())
+	if err != nil {
+		a.storageFailed(w, "import preview", err)
+		return
+	}
+	out := map[string]any{"preview": true, "version": f.Version, "imported": counts(b), "replaced": counts(current),
+		"needs_replace": !countsOf(current).empty()}
+	if !f.Timestamp.IsZero() {
+		out["timestamp"] = f.Timestamp
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// notBackupDetail words why a file did not decode as a backup, for people:
+// not JSON at all, JSON that is not an object, or the field that is wrong.
+func notBackupDetail(raw []byte, err error) string {
+	var syntax *json.SyntaxError
+	switch {
+	case errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return "it is not a JSON file"
+	case errors.Is(err, errTrailing):
+		return "it holds more than one JSON value"
+	}
+	var top any
+	if json.Unmarshal(raw, &top) == nil {
+		if _, ok := top.(map[string]any); !ok {
+			return "it is not a JSON object with version and data"
+		}
+	}
+	return err.Error()
 }
 
 // writeBackup saves every row of b, in the export's format, to a new file

@@ -54,7 +54,7 @@ func TestHealthAndBanner(t *testing.T) {
 			t.Fatalf("a banner while healthy:\n%s", page.body)
 		}
 
-		e.st.Close() // the fault
+		e.st.Close()                        // the fault
 		time.Sleep(1100 * time.Millisecond) // health probes the store at most once a second
 		status, h := health()
 		if status != http.StatusServiceUnavailable || h.StoreOK || h.StoreError == "" || h.Status != "degraded" || !h.Admitting {

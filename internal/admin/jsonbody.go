@@ -33,7 +33,7 @@ func decodeJSON(raw []byte, v any, strict bool) error {
 	if err := dec.Decode(v); err != nil {
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return err
+			return notJSON{err}
 		}
 		if path, leaf := locate(raw, reflect.TypeOf(v), strict); path != "" && leaf != nil {
 			return fmt.Errorf("%s: %s", path, describe(leaf))
@@ -41,10 +41,17 @@ func decodeJSON(raw []byte, v any, strict bool) error {
 		return err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return errTrailing
+		return notJSON{errTrailing}
 	}
 	return nil
 }
+
+// notJSON is a body that is not one JSON value, as opposed to a JSON value
+// with a field of the wrong kind (whose error names the field).
+type notJSON struct{ err error }
+
+func (e notJSON) Error() string { return "invalid JSON: " + e.err.Error() }
+func (e notJSON) Unwrap() error { return e.err }
 
 // describe words an error about one value.
 func describe(err error) string {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/openwebui-monitor/owmon/internal/ledger"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/pricing"
 	"github.com/openwebui-monitor/owmon/internal/store"
@@ -46,6 +47,11 @@ type modelJSON struct {
 	PerMsgPrice  money.Amount `json:"per_msg_price"`
 	UpdatedAt    *time.Time   `json:"updated_at"` // null: no row of ours
 	Priced       bool         `json:"priced"`     // the model has a price of its own
+	// Where the price comes from: "own", "base" (price_source_model's
+	// price) or "default", resolved as charges are.
+	PriceSource      ledger.PriceSourceKind `json:"price_source"`
+	PriceSourceModel string                 `json:"price_source_model,omitempty"`
+	Listed           bool                   `json:"listed"` // OpenWebUI serves it
 }
 
 // owuiModel is what we read of an item of OpenWebUI's GET /api/models.
@@ -172,51 +178,52 @@ func detailOf(raw []byte) string {
 	return ": " + msg
 }
 
-// rowModel is a price row of ours as a model of the list.
-func (a *API) rowModel(p store.ModelPrice) modelJSON {
-	t := p.UpdatedAt
-	name := p.Name
-	if name == "" {
-		name = p.ID
-	}
-	return modelJSON{
-		ID: p.ID, BaseModelID: p.BaseModelID, Name: name, ImageURL: a.imageURL(p.ID),
-		InputPrice: p.Input, OutputPrice: p.Output, PerMsgPrice: p.PerMessage,
-		UpdatedAt: &t, Priced: p.Priced,
-	}
+// listTimeout bounds asking OpenWebUI for its models.
+const listTimeout = 10 * time.Second
+
+// errNotConfigured: no OpenWebUI address to ask.
+var errNotConfigured = errors.New("no OpenWebUI address is configured (set the module's openwebui URL and API key)")
+
+// modelEntry is one model of the merged list: OpenWebUI's model or a row of
+// ours, with the price it is charged at and where that price comes from.
+type modelEntry struct {
+	ID, Name, BaseModelID, SystemPrompt string
+	Listed                              bool              // OpenWebUI serves it
+	Row                                 *store.ModelPrice // our row, if any
+	Price                               pricing.Price
+	Source                              ledger.PriceSource
 }
 
-// listModels: GET /api/v1/models — OpenWebUI's models with their prices,
-// then the priced models OpenWebUI did not list.
-func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+// owuiModels asks OpenWebUI for its models, within listTimeout.
+func (a *API) owuiModels(ctx context.Context) ([]owuiModel, error) {
+	if a.opts.OpenWebUI == "" {
+		return nil, errNotConfigured
+	}
+	ctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
+	return a.fetchModels(ctx)
+}
+
+// mergedModels is every model OpenWebUI serves (those we have no row for
+// are recorded, unpriced, so that admins can price them and charges find
+// their base), then the rows of ours it does not list (see seenOnly). When
+// OpenWebUI cannot be asked, fetchErr says why and the list is our rows. Each entry's price is
+// resolved by the ledger's rule, with OpenWebUI's base_model_id (else our
+// row's) as its base.
+func (a *API) mergedModels(ctx context.Context) (entries []modelEntry, fetchErr, err error) {
 	rows, err := a.store.ListModelPrices(ctx)
 	if err != nil {
-		a.storageFailed(w, "list prices", err)
-		return
+		return nil, nil, err
 	}
-	listed, fetchErr := a.fetchModels(ctx)
+	listed, fetchErr := a.owuiModels(ctx)
 	if fetchErr != nil {
 		a.log.Warn("could not list OpenWebUI's models", "error", fetchErr)
-		known := []modelJSON{}
-		for _, p := range rows {
-			if p.Priced {
-				known = append(known, a.rowModel(p))
-			}
-		}
-		msg := "OpenWebUI could not be reached: " + fetchErr.Error()
-		if a.opts.OpenWebUI == "" {
-			msg = "OpenWebUI could not be reached: no OpenWebUI address is configured (set the module's openwebui URL and API key)"
-		}
-		writeJSON(w, http.StatusBadGateway, map[string]any{"error": msg, "models": known})
-		return
+		listed = nil
 	}
-
 	byID := make(map[string]store.ModelPrice, len(rows))
 	for _, p := range rows {
 		byID[p.ID] = p
 	}
-	// Record the models we have no row for, so admins can price them.
 	recorded := false
 	seen := make(map[string]bool, len(listed))
 	for _, m := range listed {
@@ -224,60 +231,99 @@ func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		seen[m.ID] = true
-		if _, ok := byID[m.ID]; ok {
+		// A row we have is left alone, unless it is unpriced and names no
+		// base while OpenWebUI names one: the meters read the base from
+		// the row, so it is written there (RecordModel does just that).
+		if p, ok := byID[m.ID]; ok && (p.Priced || p.BaseModelID != "" || m.base() == "") {
 			continue
 		}
 		if err := a.ledger.RecordModel(ctx, m.ID, m.name(), m.base()); err != nil {
-			a.storageFailed(w, "record model", err)
-			return
+			return nil, fetchErr, err
 		}
 		recorded = true
 	}
 	if recorded {
 		if rows, err = a.store.ListModelPrices(ctx); err != nil {
-			a.storageFailed(w, "list prices", err)
-			return
+			return nil, fetchErr, err
 		}
 		clear(byID)
 		for _, p := range rows {
 			byID[p.ID] = p
 		}
 	}
-
-	out := make([]modelJSON, 0, len(listed)+len(rows))
+	table := a.ledger.PriceTable(rows)
+	entries = make([]modelEntry, 0, len(listed)+len(rows))
 	clear(seen)
 	for _, m := range listed {
 		if m.ID == "" || seen[m.ID] {
 			continue
 		}
 		seen[m.ID] = true
-		row, ok := byID[m.ID]
-		base := m.base()
-		if base == "" && ok {
-			base = row.BaseModelID
+		e := modelEntry{ID: m.ID, Name: m.name(), BaseModelID: m.base(), SystemPrompt: m.system(), Listed: true}
+		if row, ok := byID[m.ID]; ok {
+			e.Row = &row
+			if e.BaseModelID == "" {
+				e.BaseModelID = row.BaseModelID
+			}
 		}
-		price, err := a.ledger.Price(ctx, m.ID, base)
-		if err != nil {
-			a.storageFailed(w, "price model", err)
-			return
-		}
-		if price.PerMessage < 0 { // billed by tokens: shown as -1, as stored prices are
-			price.PerMessage = money.Units(-1)
-		}
-		item := modelJSON{
-			ID: m.ID, BaseModelID: base, Name: m.name(), ImageURL: a.imageURL(m.ID), SystemPrompt: m.system(),
-			InputPrice: price.Input, OutputPrice: price.Output, PerMsgPrice: price.PerMessage,
-		}
-		if ok {
-			t := row.UpdatedAt
-			item.UpdatedAt, item.Priced = &t, row.Priced
-		}
-		out = append(out, item)
+		e.Price, e.Source = table.Source(e.ID, e.BaseModelID)
+		entries = append(entries, e)
 	}
 	for _, p := range rows {
-		if p.Priced && !seen[p.ID] {
-			out = append(out, a.rowModel(p))
+		if seen[p.ID] {
+			continue
 		}
+		name := p.Name
+		if name == "" {
+			name = p.ID
+		}
+		e := modelEntry{ID: p.ID, Name: name, BaseModelID: p.BaseModelID, Row: &p}
+		e.Price, e.Source = table.Source(e.ID, e.BaseModelID)
+		entries = append(entries, e)
+	}
+	return entries, fetchErr, nil
+}
+
+// seenOnly: an unpriced row of ours that OpenWebUI does not list, a model
+// only seen in traffic. Lists leave these out while OpenWebUI answers.
+func (e modelEntry) seenOnly() bool { return !e.Listed && e.Row != nil && !e.Row.Priced }
+
+// json is the entry as an item of GET /api/v1/models.
+func (e modelEntry) json(a *API) modelJSON {
+	price := e.Price
+	if price.PerMessage < 0 { // billed by tokens: shown as -1, as stored prices are
+		price.PerMessage = money.Units(-1)
+	}
+	out := modelJSON{
+		ID: e.ID, BaseModelID: e.BaseModelID, Name: e.Name, ImageURL: a.imageURL(e.ID), SystemPrompt: e.SystemPrompt,
+		InputPrice: price.Input, OutputPrice: price.Output, PerMsgPrice: price.PerMessage,
+		PriceSource: e.Source.Kind, PriceSourceModel: e.Source.From, Listed: e.Listed,
+	}
+	if e.Row != nil {
+		t := e.Row.UpdatedAt
+		out.UpdatedAt, out.Priced = &t, e.Row.Priced
+	}
+	return out
+}
+
+// listModels: GET /api/v1/models — OpenWebUI's models with the prices they
+// are charged at, then the priced models OpenWebUI did not list; 502 with
+// the priced models we know when OpenWebUI cannot be asked.
+func (a *API) listModels(w http.ResponseWriter, r *http.Request) {
+	entries, fetchErr, err := a.mergedModels(r.Context())
+	if err != nil {
+		a.storageFailed(w, "list models", err)
+		return
+	}
+	out := make([]modelJSON, 0, len(entries))
+	for _, e := range entries {
+		if !e.seenOnly() {
+			out = append(out, e.json(a))
+		}
+	}
+	if fetchErr != nil {
+		writeJSON(w, http.StatusBadGateway, map[string]any{"error": "OpenWebUI could not be reached: " + fetchErr.Error(), "models": out})
+		return
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -320,23 +366,48 @@ func (a *API) copyBasePrice(ctx context.Context, p, base store.ModelPrice) (stor
 	})
 }
 
+// derived is the price row a sync copies into for an entry: our row (or a
+// new one named as OpenWebUI names the model) with the entry's base, which
+// prefers OpenWebUI's info.base_model_id to the one we stored.
+func (e modelEntry) derived() store.ModelPrice {
+	p := store.ModelPrice{ID: e.ID, Name: e.Name}
+	if e.Row != nil {
+		p = *e.Row
+		if p.Name == "" {
+			p.Name = e.Name
+		}
+	}
+	p.BaseModelID = e.BaseModelID
+	return p
+}
+
 // syncPrice: POST /api/v1/models/sync-price {"modelId": "..."} — the
-// model's base model's price becomes its own.
+// model's base model's price becomes its own. The base is OpenWebUI's
+// info.base_model_id when OpenWebUI lists the model, else the one we
+// stored, then the pipe suffix.
 func (a *API) syncPrice(w http.ResponseWriter, r *http.Request) {
 	var req modelRequest
 	if !a.decode(w, r, &req) {
 		return
 	}
 	ctx := r.Context()
-	p, err := a.store.ModelPrice(ctx, req.ModelID)
-	if errors.Is(err, store.ErrNotFound) {
+	entries, _, err := a.mergedModels(ctx)
+	if err != nil {
+		a.storageFailed(w, "list models", err)
+		return
+	}
+	var entry *modelEntry
+	for i := range entries {
+		if entries[i].ID == req.ModelID {
+			entry = &entries[i]
+			break
+		}
+	}
+	if entry == nil {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("model %q is unknown", req.ModelID))
 		return
 	}
-	if err != nil {
-		a.storageFailed(w, "read price", err)
-		return
-	}
+	p := entry.derived()
 	base, err := a.pricedBase(ctx, p, nil)
 	if errors.Is(err, errNoBase) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("model %q has no priced base model to copy a price from", req.ModelID))
@@ -366,22 +437,27 @@ type syncResult struct {
 }
 
 // syncAllPrices: POST /api/v1/models/sync-all-prices — every derived model
-// we know (a row with a base_model_id, or a pipe model whose suffix we
-// price) takes its base model's price.
+// (OpenWebUI's model with an info.base_model_id, a row of ours with a
+// base_model_id, or a pipe model whose suffix we price) takes its base
+// model's price. When OpenWebUI cannot be asked, our rows alone are synced
+// and openwebui_error says why.
 func (a *API) syncAllPrices(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	rows, err := a.store.ListModelPrices(ctx)
+	entries, fetchErr, err := a.mergedModels(ctx)
 	if err != nil {
-		a.storageFailed(w, "list prices", err)
+		a.storageFailed(w, "list models", err)
 		return
 	}
-	known := make(map[string]store.ModelPrice, len(rows))
-	for _, p := range rows {
-		known[p.ID] = p
+	known := make(map[string]store.ModelPrice, len(entries))
+	for _, e := range entries {
+		if e.Row != nil {
+			known[e.ID] = *e.Row
+		}
 	}
 	results := []syncResult{}
 	synced := 0
-	for _, p := range rows {
+	for _, e := range entries {
+		p := e.derived()
 		base, err := a.pricedBase(ctx, p, known)
 		switch {
 		case errors.Is(err, errNoBase):
@@ -403,12 +479,17 @@ func (a *API) syncAllPrices(w http.ResponseWriter, r *http.Request) {
 		synced++
 		results = append(results, syncResult{ID: p.ID, Success: true, Base: base.ID})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	out := map[string]any{
 		"success":      true,
 		"message":      fmt.Sprintf("Synced the prices of %d models", synced),
 		"syncedModels": synced,
 		"results":      results,
-	})
+	}
+	if fetchErr != nil {
+		out["openwebui_error"] = "OpenWebUI could not be reached: " + fetchErr.Error()
+		out["message"] = fmt.Sprintf("Synced the prices of %d models (OpenWebUI could not be reached: only the models stored here were synced)", synced)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // testModel: POST /api/v1/models/test {"modelId": "..."} — a one-line chat
@@ -474,4 +555,64 @@ func (a *API) testModel(w http.ResponseWriter, r *http.Request) {
 		"message":  fmt.Sprintf("Model %s answered", req.ModelID),
 		"response": content.Str,
 	})
+}
+
+// modelsPageData is what the models page shows.
+type modelsPageData struct {
+	// OpenWebUI is "listed" (the list is OpenWebUI's models with ours),
+	// "unconfigured" (no openwebui address) or "unreachable"; Problem is
+	// what went wrong, and NoKey says no openwebui_api_key is set.
+	OpenWebUI string
+	Problem   string
+	NoKey     bool
+	Listed    int // models OpenWebUI serves
+	Rows      []modelRow
+}
+
+// modelRow is a row of the models page: the price the model is charged at,
+// as the inputs show it, and where it comes from.
+type modelRow struct {
+	ID, Name, BaseModelID string
+	Input, Output         string // effective, per 1M tokens
+	PerMessage            string // effective flat price; "": billed by tokens
+	Source                string // "own", "base" or "default"
+	SourceModel           string // for "base": the model whose price it is
+	Listed                bool   // OpenWebUI serves it
+	Syncable              bool   // it has a base model to copy a price from
+}
+
+// modelsPage gathers the models page: OpenWebUI's models merged with our
+// rows, or our rows alone (seen or priced) when OpenWebUI cannot be asked.
+func (a *API) modelsPage(ctx context.Context) (*modelsPageData, error) {
+	entries, fetchErr, err := a.mergedModels(ctx)
+	if err != nil {
+		return &modelsPageData{OpenWebUI: "listed"}, err
+	}
+	d := &modelsPageData{OpenWebUI: "listed", NoKey: a.opts.OpenWebUIAPIKey == ""}
+	switch {
+	case errors.Is(fetchErr, errNotConfigured):
+		d.OpenWebUI = "unconfigured"
+	case fetchErr != nil:
+		d.OpenWebUI, d.Problem = "unreachable", fetchErr.Error()
+	}
+	d.Rows = make([]modelRow, 0, len(entries))
+	for _, e := range entries {
+		if fetchErr == nil && e.seenOnly() {
+			continue // when OpenWebUI cannot be asked, we list all we know
+		}
+		row := modelRow{
+			ID: e.ID, Name: e.Name, BaseModelID: e.BaseModelID,
+			Input: e.Price.Input.String(), Output: e.Price.Output.String(),
+			Source: string(e.Source.Kind), SourceModel: e.Source.From, Listed: e.Listed,
+			Syncable: len(pricing.BaseCandidates(e.ID, e.BaseModelID)) > 0,
+		}
+		if e.Price.PerMessageBilling() {
+			row.PerMessage = e.Price.PerMessage.String()
+		}
+		if e.Listed {
+			d.Listed++
+		}
+		d.Rows = append(d.Rows, row)
+	}
+	return d, nil
 }

@@ -360,3 +360,177 @@ func TestModelTest(t *testing.T) {
 		}
 	})
 }
+
+// sevenModels is what a fresh OpenWebUI might serve: plain models, workspace
+// models on a base, and a pipe model.
+var sevenModels = []fakeowui.Model{
+	{ID: "gpt-4o"}, {ID: "gpt-4o-mini"}, {ID: "claude-3"}, {ID: "llama3:latest"},
+	{ID: "helper", Name: "Helper", BaseModelID: "gpt-4o"},
+	{ID: "writer", Name: "Writer", BaseModelID: "claude-3", SystemPrompt: "Write well."},
+	{ID: "my_pipe.claude-3", Name: "Pipe"},
+}
+
+func wantSource(t *testing.T, m gjson.Result, kind, from string) {
+	t.Helper()
+	if m.Get("price_source").Str != kind || m.Get("price_source_model").Str != from {
+		t.Errorf("%s: source %q %q, want %q %q: %s", m.Get("id").Str, m.Get("price_source").Str, m.Get("price_source_model").Str, kind, from, m.Raw)
+	}
+}
+
+// TestModelsFromOpenWebUIWithSources: a fresh install lists every model
+// OpenWebUI serves, each with the price it is charged at and where that
+// price comes from, as the ledger resolves it; syncs use OpenWebUI's
+// base_model_id even when our row has none.
+func TestModelsFromOpenWebUIWithSources(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		o := withOpenWebUI(t, e)
+		o.owui.SetModels(sevenModels)
+
+		// Fresh: nothing priced, every model at the default.
+		status, r := o.do(t, "GET", "/api/v1/models", "")
+		if status != 200 || r.Get("#").Int() != 7 {
+			t.Fatalf("fresh list %d %s", status, r.Raw)
+		}
+		for _, m := range r.Array() {
+			wantPrices(t, m, "1000000", "1000000", "-1", false)
+			wantSource(t, m, "default", "")
+			if !m.Get("listed").Bool() {
+				t.Errorf("not listed: %s", m.Raw)
+			}
+		}
+
+		// The listing recorded the models; the admin prices two base models.
+		if p, err := e.st.ModelPrice(ctx, "helper"); err != nil || p.BaseModelID != "gpt-4o" || p.Priced {
+			t.Fatalf("helper recorded as %+v %v", p, err)
+		}
+		e.price(t, "gpt-4o", "", "2.5", "10", "-1")
+		e.price(t, "claude-3", "", "0", "0", "0.02")
+		e.record(t, "seen-once", "")
+		status, r = o.do(t, "GET", "/api/v1/models", "")
+		if status != 200 || r.Get("#").Int() != 7 {
+			t.Fatalf("list %d %s", status, r.Raw)
+		}
+		m := byID(t, r)
+		wantSource(t, m["gpt-4o"], "own", "")
+		wantSource(t, m["helper"], "base", "gpt-4o")
+		wantPrices(t, m["helper"], "2.5", "10", "-1", false)
+		wantSource(t, m["writer"], "base", "claude-3")
+		wantPrices(t, m["writer"], "0", "0", "0.02", false)
+		wantSource(t, m["my_pipe.claude-3"], "base", "claude-3")
+		wantSource(t, m["llama3:latest"], "default", "")
+		wantSource(t, m["gpt-4o-mini"], "default", "")
+		// Each is what the ledger charges.
+		for id, x := range m {
+			p, src, err := e.l.PriceSource(ctx, id, x.Get("base_model_id").Str)
+			if err != nil || string(src.Kind) != x.Get("price_source").Str || src.From != x.Get("price_source_model").Str ||
+				p.Input.String() != x.Get("input_price").Raw {
+				t.Errorf("%s: ledger says %+v %+v %v: %s", id, p, src, err, x.Raw)
+			}
+		}
+
+		// Sync one from its base, then all: OpenWebUI's base_model_id is used.
+		status, r, _ = o.call(t, "POST", "/api/v1/models/sync-price", `{"modelId": "writer"}`)
+		if status != 200 || r.Get("data.base_model_id").Str != "claude-3" || r.Get("data.per_msg_price").Raw != "0.02" || !r.Get("data.priced").Bool() {
+			t.Fatalf("sync writer %d %s", status, r.Raw)
+		}
+		if p, err := e.st.ModelPrice(ctx, "writer"); err != nil || !p.Priced || p.BaseModelID != "claude-3" || p.Name != "Writer" {
+			t.Fatalf("writer stored %+v %v", p, err)
+		}
+		status, r, _ = o.call(t, "POST", "/api/v1/models/sync-all-prices", ``)
+		if status != 200 || r.Get("syncedModels").Int() != 3 || r.Get("openwebui_error").Exists() {
+			t.Fatalf("sync all %d %s", status, r.Raw)
+		}
+		res := byID(t, r.Get("results"))
+		for _, id := range []string{"helper", "writer", "my_pipe.claude-3"} {
+			if !res[id].Get("success").Bool() {
+				t.Errorf("%s not synced: %s", id, r.Raw)
+			}
+		}
+		if p, err := e.st.ModelPrice(ctx, "helper"); err != nil || !p.Priced || p.Input != amount(t, "2.5") || p.BaseModelID != "gpt-4o" {
+			t.Fatalf("helper stored %+v %v", p, err)
+		}
+		status, r = o.do(t, "GET", "/api/v1/models", "")
+		if m := byID(t, r); status != 200 || m["helper"].Get("price_source").Str != "own" || m["llama3:latest"].Get("price_source").Str != "default" {
+			t.Fatalf("after sync %d %s", status, r.Raw)
+		}
+	})
+}
+
+// TestModelsSyncWithoutRow: a model OpenWebUI serves that we have no row
+// for yet (or whose row has no base) syncs from OpenWebUI's base.
+func TestModelsSyncWithoutRow(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		o := withOpenWebUI(t, e)
+		e.price(t, "gpt-4o", "", "3", "6", "-1")
+		e.record(t, "helper", "") // seen in traffic, no base known
+		o.owui.SetModels([]fakeowui.Model{{ID: "gpt-4o"}, {ID: "helper", Name: "Helper", BaseModelID: "gpt-4o"}})
+		status, r, _ := o.call(t, "POST", "/api/v1/models/sync-price", `{"modelId": "helper"}`)
+		if status != 200 || r.Get("data.input_price").Raw != "3" || r.Get("data.base_model_id").Str != "gpt-4o" {
+			t.Fatalf("sync %d %s", status, r.Raw)
+		}
+		if p, _ := e.l.Price(ctx, "helper", ""); p.Input != amount(t, "3") {
+			t.Fatalf("ledger %+v", p)
+		}
+		// OpenWebUI down: our rows alone, and the answer says so.
+		o.owui.Close()
+		status, r, _ = o.call(t, "POST", "/api/v1/models/sync-all-prices", ``)
+		if status != 200 || !strings.Contains(r.Get("openwebui_error").Str, "could not be reached") || r.Get("syncedModels").Int() != 1 {
+			t.Fatalf("sync all, OpenWebUI down %d %s", status, r.Raw)
+		}
+	})
+}
+
+// TestModelsPageSources: the page lists OpenWebUI's models with the
+// effective prices and their sources, and says in words when OpenWebUI is
+// not configured or cannot be reached, listing what we know.
+func TestModelsPageSources(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		p := fakeowui.NewProvider(t)
+		o := fakeowui.NewOpenWebUI(t, p)
+		_, key := o.AddUser("admin", "admin@example.com", "Admin", "admin")
+		o.SetModels(sevenModels)
+		e.price(t, "gpt-4o", "", "2.5", "10", "-1")
+		e.record(t, "seen-once", "")
+		srv := prefixed(t, e, "/monitor", Options{OpenWebUI: o.URL(), OpenWebUIAPIKey: key})
+		b := newBrowser(t, srv.URL, "/monitor")
+		b.login()
+		page := b.get("/models")
+		body := page.body
+		if n := strings.Count(body, `data-testid="price-row"`); n != 7 || !strings.Contains(body, `data-state="listed"`) {
+			t.Fatalf("models page (%d rows):\n%s", n, body)
+		}
+		for _, want := range []string{
+			`data-model-id="gpt-4o" data-source="own"`, `data-model-id="helper" data-source="base"`,
+			`data-model-id="llama3:latest" data-source="default"`, `data-model-id="my_pipe.claude-3" data-source="default"`,
+			`inherited from <span class="model-id" data-testid="price-source-model">gpt-4o</span>`,
+			`name="input_price" value="1000000"`, // the default, as charged, not 0
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("models page lacks %s", want)
+			}
+		}
+		if strings.Contains(body, "seen-once") {
+			t.Error("a model only seen in traffic is listed while OpenWebUI answers")
+		}
+
+		// Not configured.
+		bare := prefixed(t, e, "/monitor", Options{})
+		b2 := newBrowser(t, bare.URL, "/monitor")
+		b2.login()
+		body = b2.get("/models").body
+		if !strings.Contains(body, `data-state="unconfigured"`) || !strings.Contains(body, "OpenWebUI is not configured") ||
+			!strings.Contains(body, `data-model-id="seen-once"`) || !strings.Contains(body, `data-model-id="helper" data-source="base"`) {
+			t.Fatalf("unconfigured page:\n%s", body)
+		}
+
+		// Down.
+		o.Close()
+		body = b.get("/models").body
+		if !strings.Contains(body, `data-state="unreachable"`) || !strings.Contains(body, "OpenWebUI could not be reached") ||
+			!strings.Contains(body, `data-testid="models-owui-error"`) || strings.Count(body, `data-testid="price-row"`) != 8 {
+			t.Fatalf("unreachable page:\n%s", body)
+		}
+	})
+}

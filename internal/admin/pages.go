@@ -98,8 +98,12 @@ func (v *view) Tokens(t store.UsageTotals) int64 { return t.InputTokens + t.Outp
 // T translates a key.
 func (v *view) T(key string) string { return translate(v.Lang, key) }
 
-// Money formats an amount with the currency symbol and at least two decimals.
-func (v *view) Money(a money.Amount) string { return formatMoney(v.Currency, a) }
+// Money shows an amount rounded for reading (formatMoney), with the exact
+// amount as its title (the browser's tooltip).
+func (v *view) Money(a money.Amount) template.HTML {
+	return template.HTML(`<span class="money" title="` + template.HTMLEscapeString(exactMoney(v.Currency, a)) + `">` +
+		template.HTMLEscapeString(formatMoney(v.Currency, a)) + `</span>`)
+}
 
 // Int formats a count with thousands separators.
 func (v *view) Int(n int64) string { return formatInt(n) }
@@ -107,12 +111,48 @@ func (v *view) Int(n int64) string { return formatInt(n) }
 // Time formats a time in UTC.
 func (v *view) Time(t time.Time) string { return t.UTC().Format("2006-01-02 15:04") }
 
+// formatMoney rounds an amount for reading, half away from zero: two
+// decimals from 1 up, up to four below 1, two significant digits below a
+// cent (0.000042), never rounded to zero; at least two decimals, with the
+// currency symbol and thousands separators. exactMoney is every digit.
 func formatMoney(cur string, a money.Amount) string {
-	sign := ""
+	sign, n := "", uint64(a)
 	if a < 0 {
-		sign, a = "-", -a
+		sign, n = "-", uint64(-(a+1))+1 // math.MinInt64 too
 	}
+	const nano = 1_000_000_000 // units per whole (money.Digits decimals)
+	var dec int
+	switch {
+	case n >= nano:
+		dec = 2
+	case n >= nano/100:
+		dec = 4
+	default: // two significant digits of what is below a cent
+		dec = money.Digits + 2 - len(strconv.FormatUint(n, 10))
+		dec = min(max(dec, 2), money.Digits)
+	}
+	unit := uint64(1)
+	for range money.Digits - dec {
+		unit *= 10
+	}
+	q := (n + unit/2) / unit // at most (2^63+5e8)/1: no overflow in uint64
+	scale := nano / unit
+	frac := strconv.FormatUint(q%scale, 10)
+	frac = strings.Repeat("0", dec-len(frac)) + frac
+	for len(frac) > 2 && frac[len(frac)-1] == '0' {
+		frac = frac[:len(frac)-1]
+	}
+	return sign + cur + formatDigits(strconv.FormatUint(q/scale, 10)) + "." + frac
+}
+
+// exactMoney is an amount with every digit it has (at least two decimals),
+// the currency symbol and thousands separators.
+func exactMoney(cur string, a money.Amount) string {
 	s := a.String()
+	sign := ""
+	if s, _ = strings.CutPrefix(s, "-"); s != a.String() {
+		sign = "-"
+	}
 	whole, frac, _ := strings.Cut(s, ".")
 	for len(frac) < 2 {
 		frac += "0"
@@ -420,6 +460,7 @@ type overviewData struct {
 	Metrics                  []link
 	Usage                    store.Usage
 	Share, Ranking, Daily    template.HTML
+	Breakdown                template.HTML // by purpose, by path, token kinds
 }
 
 type link struct {
@@ -457,6 +498,7 @@ func (u *ui) overview(w http.ResponseWriter, r *http.Request, v *view) int {
 	}
 	d.Usage = usage
 	d.Share, d.Ranking, d.Daily = overviewCharts(v, usage, d.Metric, v.Base)
+	d.Breakdown = breakdownTables(v, usage, d.Metric)
 	v.Data = d
 	return status
 }
@@ -515,6 +557,12 @@ type userData struct {
 	User    store.User
 	Changes []store.BalanceChange
 	Records []store.Record
+	// Usage is the user's usage of all time by purpose and path (the
+	// breakdown rollups), shown as Breakdown.
+	Usage     store.Usage
+	Breakdown template.HTML
+	// RecordTotal is how many records the user has (deleting them says so).
+	RecordTotal int64
 }
 
 func (u *ui) user(w http.ResponseWriter, r *http.Request, v *view) int {
@@ -531,9 +579,14 @@ func (u *ui) user(w http.ResponseWriter, r *http.Request, v *view) int {
 	}
 	d := &userData{User: usr}
 	if d.Changes, err = u.api.store.BalanceChanges(r.Context(), id, 50); err == nil {
-		d.Records, _, err = u.api.store.ListRecords(r.Context(), store.RecordQuery{
+		d.Records, d.RecordTotal, err = u.api.store.ListRecords(r.Context(), store.RecordQuery{
 			PageSize: 20, Descending: true, Users: []string{id},
 		})
+	}
+	if err == nil {
+		if d.Usage, err = u.api.store.UserUsageBetween(r.Context(), id, time.Time{}, time.Time{}); err == nil {
+			d.Breakdown = breakdownTables(v, d.Usage, "cost")
+		}
 	}
 	if err != nil {
 		u.api.log.Error("user page", "error", err)
@@ -546,23 +599,12 @@ func (u *ui) user(w http.ResponseWriter, r *http.Request, v *view) int {
 // ---- Models ----
 
 func (u *ui) models(w http.ResponseWriter, r *http.Request, v *view) int {
-	prices, err := u.api.store.ListModelPrices(r.Context())
+	d, err := u.api.modelsPage(r.Context()) // models.go
 	if err != nil {
 		u.api.log.Error("models page", "error", err)
 		v.Error = "the monitor's database is unavailable"
 	}
-	type row struct {
-		store.ModelPrice
-		PerMessageText string
-	}
-	rows := make([]row, len(prices))
-	for i, p := range prices {
-		rows[i] = row{ModelPrice: p}
-		if p.PerMessage >= 0 {
-			rows[i].PerMessageText = p.PerMessage.String()
-		}
-	}
-	v.Data = rows
+	v.Data = d
 	return http.StatusOK
 }
 
@@ -574,12 +616,16 @@ type recordsData struct {
 	Pager                                pager
 	Export                               string
 	SortFields                           []string
+	// User is the user search (a name, an email or an id); UserList and
+	// ModelList suggest users and models (<datalist>).
+	User                string
+	UserList, ModelList []suggestion
 }
 
 func (u *ui) records(w http.ResponseWriter, r *http.Request, v *view) int {
 	q := r.URL.Query()
 	rq, err := recordQuery(q, recordsPagePageSize)
-	d := &recordsData{Users: strings.Join(rq.Users, ","), Models: strings.Join(rq.Models, ","),
+	d := &recordsData{Users: strings.Join(rq.Users, ","), Models: strings.Join(rq.Models, ","), User: rq.UserSearch,
 		Sort: recordSortName(rq.SortField), Order: "ascend",
 		SortFields: []string{"use_time", "cost", "input_tokens", "output_tokens", "model_name", "nickname", "user_id"},
 		// The export reads the same filter with the same parser.
@@ -599,7 +645,11 @@ func (u *ui) records(w http.ResponseWriter, r *http.Request, v *view) int {
 		return http.StatusBadRequest
 	}
 	var total int64
-	d.Records, total, err = u.api.store.ListRecords(r.Context(), rq)
+	if d.UserList, d.ModelList, err = u.api.recordSuggestions(r.Context()); err == nil {
+		if err = u.api.resolveModels(r.Context(), &rq); err == nil {
+			d.Records, total, err = u.api.store.ListRecords(r.Context(), rq)
+		}
+	}
 	if err != nil {
 		u.api.log.Error("records page", "error", err)
 		v.Error = "the monitor's database is unavailable"
@@ -625,6 +675,8 @@ func (u *ui) settings(w http.ResponseWriter, r *http.Request, v *view) int {
 		"APIKey":   o.FunctionAPIKey,
 		"Endpoint": scheme + "://" + r.Host,
 		"Answers":  u.api.openWebUIAnswers(r.Context()),
+		// The tables a backup holds, as the import answers count them.
+		"Tables": []string{"users", "records", "model_prices", "balance_changes"},
 	}
 	return http.StatusOK
 }

@@ -82,10 +82,16 @@ var recordSort = map[string]string{
 	"nickname": "nickname", "user_id": "user_id", "balance_after": "balance_after",
 }
 
+// maxUserSearch is the longest user search a records filter takes.
+const maxUserSearch = 200
+
 // recordQuery reads a records filter: the API's list and export
-// (?page&pageSize&sortField&sortOrder&users&models&startDate&endDate) and
-// the records page, which sends from and to, inclusive dates, for
-// startDate and endDate. defSize is the page size when none is asked for.
+// (?page&pageSize&sortField&sortOrder&users&models&userSearch&startDate&endDate)
+// and the records page, which sends from and to, inclusive dates, for
+// startDate and endDate, and user for userSearch: a user's name or email
+// (any part of it, in any case) or id. models takes model ids or the
+// names the prices give them (resolveModels). defSize is the page size
+// when none is asked for.
 func recordQuery(q url.Values, defSize int) (store.RecordQuery, error) {
 	var rq store.RecordQuery
 	var err error
@@ -98,6 +104,10 @@ func recordQuery(q url.Values, defSize int) (store.RecordQuery, error) {
 	}
 	rq.Users = list(q.Get("users"))
 	rq.Models = list(q.Get("models"))
+	name, search := param(q, "userSearch", "user")
+	if rq.UserSearch = strings.TrimSpace(search); len([]rune(rq.UserSearch)) > maxUserSearch {
+		return rq, fmt.Errorf("%s: longer than %d characters", name, maxUserSearch)
+	}
 	rq.From, rq.To, err = bounds(q, "startDate", "endDate")
 	return rq, err
 }

@@ -25,6 +25,8 @@ func TestQueryParsersSpellings(t *testing.T) {
 		{"records sort", "sortField=cost&sortOrder=descend", "sort=cost&order=desc"},
 		{"records model sort", "sortField=model_name&sortOrder=ascend", "sortField=model&sortOrder=asc"},
 		{"records page", "page=2&pageSize=50", "page=2"},
+		{"records user search", "userSearch=Bob%20Lee&models=gpt-4o", "user=+Bob+Lee+&models=gpt-4o"},
+		{"records user search and ids", "userSearch=bob&users=u1", "user=bob&users=u1"},
 		{"users status", "deleted=true&sortField=balance&sortOrder=ascend", "status=blocked&sort=balance&order=asc"},
 		{"users active", "deleted=false&search=bob", "status=active&search=+bob+"},
 		{"usage custom", "startTime=2025-01-01&endTime=2025-02-01", "range=custom&from=2025-01-01&to=2025-01-31"},
@@ -55,6 +57,11 @@ func TestQueryParsersSpellings(t *testing.T) {
 	if want := (store.RecordQuery{Page: 1, PageSize: 10, SortField: "cost", Descending: true, Users: []string{"u1", "u2"},
 		From: day("2025-01-01"), To: day("2025-01-31")}); !reflect.DeepEqual(rq, want) {
 		t.Errorf("records: %+v", rq)
+	}
+	rq, _ = recordQuery(url.Values{"user": {" ann@example.com "}, "models": {"gpt-4o, Llama 3"}}, 10)
+	if want := (store.RecordQuery{Page: 1, PageSize: 10, Descending: true, UserSearch: "ann@example.com",
+		Models: []string{"gpt-4o", "Llama 3"}}); !reflect.DeepEqual(rq, want) {
+		t.Errorf("records user search: %+v", rq)
 	}
 	uq, _ := userQuery(url.Values{"status": {"active"}})
 	if want := (store.UserQuery{Page: 1, PageSize: 20, Descending: true, Blocked: &no}); !reflect.DeepEqual(uq, want) {
@@ -102,6 +109,8 @@ func TestQueryParsersBadValues(t *testing.T) {
 		{records, "endDate=yesterday", "endDate", "/api/v1/panel/records", "/records"},
 		{records, "to=yesterday", "to", "/api/v1/panel/records", "/records"},
 		{records, "to=9999-12-31", "to", "/api/v1/panel/records", "/records"},
+		{records, "userSearch=" + strings.Repeat("x", 201), "userSearch", "/api/v1/panel/records", "/records"},
+		{records, "user=" + url.QueryEscape(strings.Repeat("é", 201)), "user", "/api/v1/panel/records/export", "/records"},
 		{users, "sortField=password", "sortField", "/api/v1/users", "/users"},
 		{users, "sort=password", "sort", "/api/v1/users", "/users"},
 		{users, "order=up", "order", "/api/v1/users", "/users"},

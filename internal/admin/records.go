@@ -1,9 +1,11 @@
 package admin
 
 import (
+	"context"
 	"encoding/csv"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +46,10 @@ func (a *API) listRecords(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if err := a.resolveModels(r.Context(), &rq); err != nil {
+		a.storageFailed(w, "list records", err)
+		return
+	}
 	recs, total, err := a.store.ListRecords(r.Context(), rq)
 	if errors.Is(err, store.ErrInvalidQuery) {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -66,6 +72,10 @@ func (a *API) exportRecords(w http.ResponseWriter, r *http.Request) {
 	rq, err := recordQuery(r.URL.Query(), recordsAPIPageSize)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := a.resolveModels(r.Context(), &rq); err != nil {
+		a.storageFailed(w, "export records", err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
@@ -92,6 +102,67 @@ func (a *API) exportRecords(w http.ResponseWriter, r *http.Request) {
 		// The header is out: all we can do is stop, and say why in the log.
 		a.log.Error("record export stopped", "error", err)
 	}
+}
+
+// resolveModels lets a records filter name a model as its price row does:
+// each entry of rq.Models keeps the records of the model with that id and
+// adds those of the models the prices call by that name (in any case). The
+// price rows are few; the records are still selected by model id.
+func (a *API) resolveModels(ctx context.Context, rq *store.RecordQuery) error {
+	if len(rq.Models) == 0 {
+		return nil
+	}
+	prices, err := a.store.ListModelPrices(ctx)
+	if err != nil {
+		return err
+	}
+	out := slices.Clone(rq.Models)
+	for _, m := range rq.Models {
+		for _, p := range prices {
+			if p.Name != "" && strings.EqualFold(p.Name, m) && !slices.Contains(out, p.ID) {
+				out = append(out, p.ID)
+			}
+		}
+	}
+	rq.Models = out
+	return nil
+}
+
+// suggestion is an <option> of a filter's <datalist>: the text it fills
+// in, and what the browser shows beside it.
+type suggestion struct{ Value, Label string }
+
+// maxSuggestions is the most users the records page suggests (by name;
+// the search itself reaches every user).
+const maxSuggestions = 500
+
+// recordSuggestions are the records filter's suggestions: the users' names
+// (their emails beside) and the models' ids (their names beside).
+func (a *API) recordSuggestions(ctx context.Context) (users, models []suggestion, err error) {
+	us, _, err := a.store.ListUsers(ctx, store.UserQuery{PageSize: maxSuggestions, SortField: "name"})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, u := range us {
+		switch {
+		case u.Name != "":
+			users = append(users, suggestion{u.Name, u.Email})
+		case u.Email != "":
+			users = append(users, suggestion{u.Email, ""})
+		}
+	}
+	prices, err := a.store.ListModelPrices(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range prices {
+		label := p.Name
+		if label == p.ID {
+			label = ""
+		}
+		models = append(models, suggestion{p.ID, label})
+	}
+	return users, models, nil
 }
 
 // cell neutralises text a spreadsheet would run as a formula.
@@ -167,4 +238,28 @@ func timeOrNil(t time.Time) any {
 		return nil
 	}
 	return t
+}
+
+// Name is a record's status, source or purpose (kind "rstatus", "source"
+// or "purpose") or a sort field ("sort") in the page's language; a value
+// with no translation shows as it is.
+func (v *view) Name(kind, value string) string {
+	if s, ok := messages[v.Lang][kind+"."+value]; ok {
+		return s
+	}
+	if s, ok := messages["en"][kind+"."+value]; ok {
+		return s
+	}
+	return value
+}
+
+// AnyEstimated reports whether a record in the table is estimated (the
+// table then explains its mark).
+func (c recordsCtx) AnyEstimated() bool {
+	for _, r := range c.Records {
+		if r.Estimated {
+			return true
+		}
+	}
+	return false
 }

@@ -47,6 +47,15 @@ const (
 	scaleSamples = 60
 )
 
+// scalePurposes and scaleSources are drawn uniformly, so repeats weight
+// them: half the calls chat, the rest titles, tags, follow-ups, tool
+// rounds and embeddings; most through the function, then the gate.
+var (
+	scalePurposes = []string{"chat", "chat", "chat", "chat", "chat", "chat", "title", "tags", "follow_ups",
+		"follow_ups", "tool_round", "embeddings"}
+	scaleSources = []string{"function", "function", "function", "edge", "edge", "websocket", "provider"}
+)
+
 // scaleBackup is the seed: each user sticks to a few models (most traffic
 // on a handful of popular ones), at random times over the last 90 days.
 func scaleBackup(now time.Time) store.Backup {
@@ -80,9 +89,14 @@ func scaleBackup(now time.Time) store.Backup {
 		if rng.IntN(100) == 0 {
 			status = ledger.StatusFailed
 		}
+		// What calls are for and how they came, roughly as OpenWebUI
+		// makes them: mostly chat, its background tasks after it.
+		purpose := scalePurposes[rng.IntN(len(scalePurposes))]
+		source := scaleSources[rng.IntN(len(scaleSources))]
 		b.Records[i] = store.Record{ID: int64(i + 1), UserID: b.Users[u].ID, Nickname: b.Users[u].Name,
 			Model: b.ModelPrices[m].ID, InputTokens: in, OutputTokens: out, Cost: money.Amount(in*1000 + out*3000),
-			BalanceAfter: money.Units(50), Source: "edge", Status: status, ChatID: "chat", MessageID: "msg",
+			CachedTokens: rng.Int64N(in + 1), ReasoningTokens: rng.Int64N(out/2 + 1), Purpose: purpose,
+			BalanceAfter: money.Units(50), Source: source, Status: status, ChatID: "chat", MessageID: "msg",
 			Key: fmt.Sprintf("key-%d", i), DurationMS: 1000,
 			CreatedAt: start.Add(time.Duration(rng.Int64N(span))).Truncate(time.Millisecond)}
 	}
@@ -155,6 +169,7 @@ func BenchmarkScale(b *testing.B) {
 				{"overview-all", "/?range=all"},
 				{"records", "/records"},
 				{"records-user", "/records?users=user-0042"},
+				{"user", "/users/user-0042"},
 			}
 			lat := make([][]time.Duration, len(pages))
 			for b.Loop() {

@@ -266,32 +266,16 @@ func (l *Ledger) Price(ctx context.Context, model, baseModelID string) (pricing.
 }
 
 func (l *Ledger) resolve(ctx context.Context, model, baseModelID string) (pricing.Price, error) {
-	own, ownErr := l.store.ModelPrice(ctx, model)
-	switch {
-	case ownErr == nil && own.Priced:
-		return priceOf(own), nil
-	case ownErr == nil:
-		if baseModelID == "" {
-			baseModelID = own.BaseModelID
-		}
-	case !errors.Is(ownErr, store.ErrNotFound):
-		return pricing.Price{}, ownErr
+	price, src, known, err := resolvePrice(ctx, l.store.ModelPrice, l.cfg.DefaultPrice, model, baseModelID)
+	if err != nil {
+		return pricing.Price{}, err
 	}
-	for _, base := range pricing.BaseCandidates(model, baseModelID) {
-		p, err := l.store.ModelPrice(ctx, base)
-		if err == nil && p.Priced {
-			return priceOf(p), nil
-		}
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return pricing.Price{}, err
-		}
-	}
-	if errors.Is(ownErr, store.ErrNotFound) {
+	if src.Kind == PriceDefault && !known {
 		if err := l.store.RecordModel(ctx, model, model, baseModelID); err != nil {
 			return pricing.Price{}, err
 		}
 	}
-	return l.cfg.DefaultPrice, nil
+	return price, nil
 }
 
 func priceOf(p store.ModelPrice) pricing.Price {

@@ -342,6 +342,10 @@ type RecordQuery struct {
 	Users      []string  // user ids; empty: all
 	Models     []string  // empty: all
 	From, To   time.Time // created_at in [From, To); zero: unbounded
+	// UserSearch, when not empty, keeps the records of the users whose
+	// name or email holds it (a case-insensitive substring, wildcards
+	// taken literally) or whose id it is; with Users, of those users too.
+	UserSearch string
 }
 
 // UsageTotals sums final records (pending holds are not usage yet). Sums
@@ -388,6 +392,22 @@ type Usage struct {
 	ByModel     []ModelUsage // most cost first
 	ByUser      []UserUsage  // most cost first
 	ByDay       []DayUsage   // oldest first, days without usage left out
+	// What only the monitor knows (the breakdown rollups): the usage by
+	// purpose and by path (Source), most cost first, and the cached and
+	// reasoning tokens within Total's input and output tokens.
+	ByPurpose       []KindUsage
+	BySource        []KindUsage
+	CachedTokens    int64
+	ReasoningTokens int64
+}
+
+// KindUsage is one purpose's or one path's share of usage, with the cached
+// and reasoning tokens among its input and output tokens.
+type KindUsage struct {
+	Key string // the purpose ("" when unknown) or the Source
+	UsageTotals
+	CachedTokens    int64
+	ReasoningTokens int64
 }
 
 // Backup is every row the store keeps.
@@ -455,7 +475,9 @@ type Store interface {
 	// PutModelPrice stores an admin's price (Priced is set true).
 	PutModelPrice(ctx context.Context, p ModelPrice) (ModelPrice, error)
 	// RecordModel notes a model seen in traffic with no price row yet, so an
-	// admin can price it; an existing row is left as it is.
+	// admin can price it. An existing row is left as it is, except that an
+	// unpriced row that names no base model takes baseModelID (OpenWebUI
+	// named it later): its charges then inherit the base's price.
 	RecordModel(ctx context.Context, id, name, baseModelID string) error
 
 	// Ledger sums one user's ledger (for audits and tests).
@@ -488,6 +510,10 @@ type Store interface {
 	// UsageBetween summarises the final records created in [from, to)
 	// (zero times: unbounded).
 	UsageBetween(ctx context.Context, from, to time.Time) (Usage, error)
+	// UserUsageBetween summarises one user's final records created in
+	// [from, to) (zero times: unbounded): Total, ByPurpose, BySource and
+	// the token kinds; the other groups are empty.
+	UserUsageBetween(ctx context.Context, userID string, from, to time.Time) (Usage, error)
 	// ListModelPrices returns every price row, by id.
 	ListModelPrices(ctx context.Context) ([]ModelPrice, error)
 	// Export returns every row.

@@ -32,8 +32,20 @@
     el.classList.add(ok ? 'ok' : 'bad');
   }
 
-  function errorText(res) {
-    return (res.data && res.data.error) || ('HTTP ' + res.status);
+  // errorText is the server's message. One about a field ("invalid JSON:
+  // amount: not a decimal number", "updates[0].input_price: …") is shown
+  // as the field's label in scope (a form or a row) and the words after it.
+  function errorText(res, scope) {
+    return fieldText((res.data && res.data.error) || ('HTTP ' + res.status), scope);
+  }
+  function fieldText(msg, scope) {
+    var m = /^(?:invalid JSON: )?([A-Za-z_][\w.\[\]]*): (.+)$/.exec(msg || '');
+    if (!m) return msg;
+    var name = m[1].split(/[.\[\]]/).filter(Boolean).pop();
+    var input = scope && scope.querySelector('[name="' + name + '"]');
+    var label = input && (input.getAttribute('aria-label') ||
+      (input.closest('label') && input.closest('label').firstChild.textContent.trim()));
+    return (label || name) + ': ' + m[2];
   }
 
   // User actions: top up, set balance, block/unblock.
@@ -62,7 +74,7 @@
             show(out, true, savedText);
             window.location.reload();
           } else {
-            show(out, false, errorText(res));
+            show(out, false, errorText(res, form));
           }
         }, function (err) {
           button.disabled = false;
@@ -91,14 +103,14 @@
       if (list.length === 0) return;
       api('POST', 'api/v1/models/price', { updates: list.map(item) }).then(function (res) {
         if (!res.ok) {
-          list.forEach(function (row) { show(row.querySelector('[data-result]'), false, errorText(res)); });
+          list.forEach(function (row) { show(row.querySelector('[data-result]'), false, errorText(res, row)); });
           show(summary, false, errorText(res));
           return;
         }
         (res.data.results || []).forEach(function (r, i) {
           var row = list[i];
           if (!row) return;
-          show(row.querySelector('[data-result]'), r.success, r.success ? savedText : r.error);
+          show(row.querySelector('[data-result]'), r.success, r.success ? savedText : fieldText(r.error, row));
           if (r.success) row.removeAttribute('data-dirty');
         });
         show(summary, res.data.success, res.data.message || '');
@@ -144,8 +156,12 @@
     show(out, true, (testButton && testButton.getAttribute('data-testing')) || '…');
     return api('POST', 'api/v1/models/test', { modelId: row.getAttribute('data-model-id') }).then(function (res) {
       var ok = res.ok && res.data.success;
-      show(out, ok, ok ? ((testButton && testButton.getAttribute('data-ok')) || 'ok') : (res.data.message || errorText(res)));
-      return ok;
+      var text = ok ? ((testButton && testButton.getAttribute('data-ok')) || 'ok') : (res.data.message || errorText(res));
+      show(out, ok, text);
+      return { ok: ok, text: text };
+    }, function (err) {
+      show(out, false, String(err));
+      return { ok: false, text: String(err) };
     });
   };
   if (prices) {
@@ -156,12 +172,52 @@
   if (testButton && prices) {
     testButton.addEventListener('click', function () {
       var list = Array.prototype.filter.call(prices.querySelectorAll('tr[data-price-row]'), function (r) { return !r.hidden; });
-      var done = 0, good = 0;
+      var done = 0, good = 0, failures = [];
+      var summary = document.getElementById('models-test-summary');
+      if (summary) { summary.hidden = true; summary.textContent = ''; }
       testButton.disabled = true;
+      // When every model is tried: how many passed and failed, and which
+      // failed with what.
+      var finish = function () {
+        testButton.disabled = false;
+        var text = (testButton.getAttribute('data-summary') || '{passed} passed, {failed} failed')
+          .replace('{passed}', String(good)).replace('{failed}', String(failures.length));
+        show(toolbarResult, failures.length === 0, text);
+        if (!summary) return;
+        var head = document.createElement('p');
+        head.setAttribute('data-testid', 'models-test-counts');
+        head.className = 'result ' + (failures.length === 0 ? 'ok' : 'bad');
+        head.textContent = text;
+        summary.appendChild(head);
+        if (failures.length > 0) {
+          var label = document.createElement('p');
+          label.textContent = testButton.getAttribute('data-failures') || 'Failed:';
+          summary.appendChild(label);
+          var ul = document.createElement('ul');
+          failures.forEach(function (f) {
+            var li = document.createElement('li');
+            li.setAttribute('data-testid', 'models-test-failure');
+            li.setAttribute('data-model-id', f.id);
+            var id = document.createElement('span');
+            id.className = 'model-id';
+            id.textContent = f.id;
+            li.appendChild(id);
+            li.appendChild(document.createTextNode(': ' + f.text));
+            ul.appendChild(li);
+          });
+          summary.appendChild(ul);
+        }
+        summary.hidden = false;
+      };
       var next = function () {
         show(toolbarResult, true, done + ' / ' + list.length);
-        if (done === list.length) { testButton.disabled = false; return; }
-        testRow(list[done]).then(function (ok) { done++; if (ok) good++; next(); });
+        if (done === list.length) { finish(); return; }
+        var row = list[done];
+        testRow(row).then(function (r) {
+          done++;
+          if (r.ok) good++; else failures.push({ id: row.getAttribute('data-model-id'), text: r.text });
+          next();
+        });
       };
       next();
     });
@@ -208,6 +264,164 @@
       var copied = this.getAttribute('data-copied');
       navigator.clipboard.writeText(key.value).then(function () { show(out, true, copied); },
         function (err) { show(out, false, String(err)); });
+    });
+  }
+
+  // A notice carried over a navigation (after deleting a user, on the
+  // users list): shown once at the top of the page.
+  try {
+    var notice = window.sessionStorage.getItem('owmon-notice');
+    var mainEl = document.querySelector('main');
+    if (notice && mainEl) {
+      window.sessionStorage.removeItem('owmon-notice');
+      var p = document.createElement('p');
+      p.className = 'notice';
+      p.setAttribute('role', 'status');
+      p.setAttribute('data-testid', 'page-notice');
+      p.textContent = notice;
+      mainEl.insertBefore(p, mainEl.firstChild);
+    }
+  } catch (e) { /* no session storage: no notice */ }
+
+  // Delete a user: the form opens from its button, and the delete is sent
+  // only once the confirmation (the email, name or id shown) is typed.
+  var delStart = document.getElementById('user-delete-start');
+  var delForm = document.getElementById('user-delete-form');
+  if (delStart && delForm) {
+    var delInput = document.getElementById('user-delete-confirm');
+    var delOut = delForm.querySelector('[data-result]');
+    var delSubmit = document.getElementById('user-delete-submit');
+    var openDelete = function (open) {
+      delForm.hidden = !open;
+      delStart.setAttribute('aria-expanded', open ? 'true' : 'false');
+      if (open) { delInput.focus(); } else { delInput.value = ''; show(delOut, true, ''); delStart.focus(); }
+    };
+    delStart.addEventListener('click', function () { openDelete(delForm.hidden); });
+    document.getElementById('user-delete-cancel').addEventListener('click', function () { openDelete(false); });
+    delForm.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      if (delInput.value.trim() !== delForm.getAttribute('data-confirm')) {
+        show(delOut, false, delForm.getAttribute('data-mismatch'));
+        delInput.focus();
+        return;
+      }
+      delSubmit.disabled = true;
+      api('DELETE', 'api/v1/users/' + encodeURIComponent(delForm.getAttribute('data-user-id'))).then(function (res) {
+        delSubmit.disabled = false;
+        if (!res.ok) { show(delOut, false, errorText(res)); return; }
+        try { window.sessionStorage.setItem('owmon-notice', delForm.getAttribute('data-notice')); } catch (e) { /* none */ }
+        window.location.href = base + 'users';
+      }, function (err) {
+        delSubmit.disabled = false;
+        show(delOut, false, String(err));
+      });
+    });
+  }
+
+  // Restore a backup: check the file (the import's preview mode: what it
+  // brings and what it replaces), then replace on an explicit confirmation,
+  // then show what was restored and where the previous data was saved.
+  var restoreForm = document.getElementById('restore-form');
+  if (restoreForm) {
+    var rFile = document.getElementById('restore-file');
+    var rStatus = document.getElementById('restore-status');
+    var rError = document.getElementById('restore-error');
+    var rPreview = document.getElementById('restore-preview');
+    var rDone = document.getElementById('restore-done');
+    var rConfirm = document.getElementById('restore-confirm');
+    var said = function (name) { return restoreForm.getAttribute('data-' + name) || ''; };
+    var checked = null; // the text of the file the preview is about
+    var reset = function () {
+      checked = null;
+      rError.hidden = true;
+      rPreview.hidden = true;
+      rStatus.textContent = '';
+      rStatus.classList.remove('ok', 'bad');
+    };
+    var fail = function (text) {
+      reset();
+      rError.textContent = text;
+      rError.hidden = false;
+    };
+    // The answer to a bad file, in words: what is wrong with it.
+    var failure = function (res) {
+      var d = res.data || {};
+      if (res.status === 400 && d.detail !== undefined) return said('notbackup') + ' ' + d.detail;
+      if (res.status === 413) return said('toolarge');
+      if (res.status === 422) return said('cannot') + ' ' + (d.error || '');
+      return said('failed') + ' ' + (d.error || res.status);
+    };
+    var fill = function (box, data) {
+      box.querySelectorAll('[data-count]').forEach(function (cell) {
+        var path = cell.getAttribute('data-count').split('.');
+        var v = data[path[0]] && data[path[0]][path[1]];
+        cell.textContent = typeof v === 'number' ? v.toLocaleString() : '0';
+      });
+    };
+    var when = function (box, name, on) {
+      box.querySelectorAll('[data-when="' + name + '"]').forEach(function (el) { el.hidden = !on; });
+    };
+    var send = function (mode, text) {
+      return fetch(base + 'api/v1/panel/database/import?mode=' + mode, {
+        method: 'POST', credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf }, body: text
+      }).then(function (resp) {
+        return resp.text().then(function (t) {
+          var data = {};
+          try { data = JSON.parse(t); } catch (e) { data = { error: t }; }
+          return { ok: resp.ok, status: resp.status, data: data };
+        });
+      });
+    };
+    var check = function () {
+      reset();
+      rDone.hidden = true;
+      var file = rFile.files && rFile.files[0];
+      if (!file) { fail(said('nofile')); return; }
+      show(rStatus, true, said('checking'));
+      file.text().then(function (text) {
+        var top;
+        try { top = JSON.parse(text); } catch (e) { fail(said('notbackup') + ' ' + said('notjson')); return; }
+        if (!top || typeof top !== 'object' || Array.isArray(top) || typeof top.data !== 'object' || top.version === undefined) {
+          fail(said('notbackup') + ' ' + said('notobject'));
+          return;
+        }
+        return send('preview', text).then(function (res) {
+          if (!res.ok || !res.data.preview) { fail(failure(res)); return; }
+          rStatus.textContent = '';
+          fill(rPreview, res.data);
+          when(rPreview, 'replace', !!res.data.needs_replace);
+          when(rPreview, 'empty', !res.data.needs_replace);
+          document.getElementById('restore-file-name').textContent = file.name;
+          checked = text;
+          rPreview.hidden = false;
+          rConfirm.focus();
+        });
+      }, function (err) { fail(said('unreadable') + ' ' + String(err)); })
+        .catch(function (err) { fail(said('failed') + ' ' + String(err)); });
+    };
+    restoreForm.addEventListener('submit', function (ev) { ev.preventDefault(); check(); });
+    rFile.addEventListener('change', check);
+    document.getElementById('restore-cancel').addEventListener('click', function () { reset(); rFile.value = ''; rFile.focus(); });
+    rConfirm.addEventListener('click', function () {
+      if (checked === null) return;
+      var text = checked;
+      rConfirm.disabled = true;
+      show(rStatus, true, said('working'));
+      send('replace', text).then(function (res) {
+        rConfirm.disabled = false;
+        if (!res.ok) { fail(failure(res)); return; }
+        reset();
+        rFile.value = '';
+        fill(rDone, res.data);
+        document.getElementById('restore-backup-path').textContent = res.data.backup || '';
+        when(rDone, 'saved', !!res.data.backup);
+        when(rDone, 'unsaved', !res.data.backup);
+        rDone.hidden = false;
+      }, function (err) {
+        rConfirm.disabled = false;
+        fail(said('failed') + ' ' + String(err));
+      });
     });
   }
 })();

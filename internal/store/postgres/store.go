@@ -115,9 +115,10 @@ func (s *Store) readPgx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 // replaces; the identities continue after the imported ids (at 1 when
 // empty).
 var importSteps = sqlstore.ImportSteps{
-	Lock: []string{`LOCK TABLE users, model_prices, usage_records, balance_changes, usage_daily
-		IN ACCESS EXCLUSIVE MODE`},
-	Clear: []string{`TRUNCATE users, model_prices, usage_records, balance_changes, usage_daily`},
+	Lock: []string{`LOCK TABLE users, model_prices, usage_records, balance_changes, usage_daily,
+		usage_breakdown, usage_breakdown_all IN ACCESS EXCLUSIVE MODE`},
+	Clear: []string{`TRUNCATE users, model_prices, usage_records, balance_changes, usage_daily, usage_breakdown,
+		usage_breakdown_all`},
 	After: []string{setval("usage_records"), setval("balance_changes")},
 }
 

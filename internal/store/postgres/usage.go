@@ -64,7 +64,8 @@ var rollSums = dialect.Sum("cost") + `, ` + dialect.Sum("calls") + `,
 // [from, to), in one snapshot: whole UTC days from the daily rollups, the
 // partial days at the edges from the records. One statement reads them
 // once, grouped three ways (GROUPING SETS, hashed), and the groups are
-// sorted here.
+// sorted here. The breakdowns by purpose and path come from the breakdown
+// rollups (sqlstore.ReadBreakdown), in the same snapshot.
 func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usage, error) {
 	rows, args := usageRows(from, to)
 	// GROUPING(day, user_id, model) tells the sets apart: 3 by day, 5 by
@@ -105,7 +106,13 @@ func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usa
 				return fmt.Errorf("postgres: unexpected usage group %d", set)
 			}
 		}
-		return r.Err()
+		if err := r.Err(); err != nil {
+			return err
+		}
+		r.Close()
+		// The breakdowns, in the same snapshot.
+		_, err = sqlstore.ReadBreakdown(ctx, dialect, q{tx}, "", from, to, &u)
+		return err
 	})
 	if err != nil {
 		return store.Usage{}, err

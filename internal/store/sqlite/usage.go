@@ -52,16 +52,20 @@ func scanTotals(row scanner, lead ...any) (store.UsageTotals, error) {
 // SQLite has no hash aggregation: a GROUP BY that no index orders sorts its
 // input, and sorting the rollup rows of months is slow. So the sums come
 // from two streaming reads of the rollups, by user and model (in the order
-// of usage_daily_user_model_idx) and by day (in primary key order), plus
+// of usage_daily_user_model_idx) and by day (from usage_breakdown_all, in
+// primary key order: a few rows a day), plus
 // the few edge records grouped by day, user and model, merged here. Every
 // sum is taken in two parts (splitSums), so none overflows, and totals
-// beyond an int64 saturate at its ends.
+// beyond an int64 saturate at its ends. The breakdowns by purpose and
+// path come from the breakdown rollups (sqlstore.ReadBreakdown), in the
+// same snapshot.
 func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usage, error) {
-	var roll, edges sqlstore.Where
+	var roll, days, edges sqlstore.Where
 	roll.Add("calls > 0")
 	a, b, wholeDays := sqlstore.WholeDays(from, to)
 	if wholeDays {
 		roll.Between(dialect, "day", a, b) // midnights: stored as they are
+		days.Between(dialect, "day", a, b)
 		edges.Edges(dialect, "created_at", from, a, b, to)
 	} else {
 		edges.Between(dialect, "created_at", from, to)
@@ -102,7 +106,11 @@ func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usa
 		return rows.Err()
 	}
 	d := strconv.Itoa(dayMS)
+	var kinds store.Usage // the breakdowns, in the same snapshot
 	err := s.readSQL(ctx, func(tx *sql.Tx) error {
+		if _, err := sqlstore.ReadBreakdown(ctx, dialect, q{tx}, "", from, to, &kinds); err != nil {
+			return err
+		}
 		if wholeDays {
 			// The names are the users' current ones.
 			err := each(tx, `SELECT a.user_id, a.model, COALESCE(u.name, ''), `+splitCols+`
@@ -118,7 +126,11 @@ func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usa
 			if err != nil {
 				return err
 			}
-			err = each(tx, `SELECT day, `+splitSums("SUM(calls)")+` FROM usage_daily`+roll.String()+` GROUP BY day`, roll.Args,
+			// The days from usage_breakdown_all, the same sums in far
+			// fewer rows (by day, shard, purpose and path), in its primary
+			// key order. Not "calls > 0": a deleted user's rows are taken
+			// out in another shard than the one they were added to.
+			err = each(tx, `SELECT day, `+splitSums("SUM(calls)")+` FROM usage_breakdown_all`+days.String()+` GROUP BY day`, days.Args,
 				func(row scanner) error {
 					var day int64
 					t, err := scanTotals(row, &day)
@@ -152,7 +164,9 @@ func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usa
 		return store.Usage{}, err
 	}
 
-	u := store.Usage{ByModel: []store.ModelUsage{}, ByUser: []store.UserUsage{}, ByDay: []store.DayUsage{}}
+	u := store.Usage{ByModel: []store.ModelUsage{}, ByUser: []store.UserUsage{}, ByDay: []store.DayUsage{},
+		ByPurpose: kinds.ByPurpose, BySource: kinds.BySource, CachedTokens: kinds.CachedTokens,
+		ReasoningTokens: kinds.ReasoningTokens}
 	models, users := map[string]*store.UsageTotals{}, map[string]*store.UsageTotals{}
 	for k, t := range byPair {
 		if models[k.model] == nil {
@@ -177,6 +191,9 @@ func (s *Store) UsageBetween(ctx context.Context, from, to time.Time) (store.Usa
 		return cmp.Or(cmp.Compare(b.Cost, a.Cost), strings.Compare(a.UserID, b.UserID))
 	})
 	for day, t := range byDay {
+		if t.Calls == 0 { // rows emptied by deletions
+			continue
+		}
 		u.ByDay = append(u.ByDay, store.DayUsage{Day: time.UnixMilli(day).UTC(), UsageTotals: *t})
 		add(&u.Total, *t)
 	}

@@ -346,6 +346,9 @@ func DeleteUser(ctx context.Context, d Dialect, q Querier, id string) error {
 	if err := q.QueryRow(ctx, `SELECT 1 FROM users WHERE id = $1`+d.ForUpdate, id).Scan(&one); err != nil {
 		return found(err)
 	}
+	if err := forgetBreakdown(ctx, d, q, id); err != nil {
+		return err
+	}
 	for _, s := range []string{
 		`DELETE FROM balance_changes WHERE user_id = $1`,
 		`DELETE FROM usage_records WHERE user_id = $1`,
@@ -384,6 +387,8 @@ func RecordModel(ctx context.Context, d Dialect, q Querier, id, name, baseModelI
 	_, err := q.Exec(ctx, `
 		INSERT INTO model_prices (id, name, base_model_id, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $4)
-		ON CONFLICT (id) DO NOTHING`, id, name, baseModelID, d.Time(d.Now()))
+		ON CONFLICT (id) DO UPDATE SET base_model_id = excluded.base_model_id, updated_at = excluded.updated_at
+		WHERE NOT model_prices.priced AND model_prices.base_model_id = '' AND excluded.base_model_id <> ''`,
+		id, name, baseModelID, d.Time(d.Now()))
 	return err
 }

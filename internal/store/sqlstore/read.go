@@ -251,10 +251,16 @@ func BalanceChanges(ctx context.Context, q Querier, userID string, limit int) ([
 // the caller gives no limit.
 const defaultChanges = 50
 
-// recordWhere is the WHERE clause of a record query.
-func recordWhere(d Dialect, rq store.RecordQuery) Where {
+// recordWhere is the WHERE clause of a record query whose UserSearch
+// recordUsers has resolved: into ids, or, when too many users match to
+// list, into sub, a condition on the users table.
+func recordWhere(d Dialect, rq store.RecordQuery, sub *Where) Where {
 	var w Where
-	if len(rq.Users) > 0 {
+	if sub != nil {
+		// Renumber sub's placeholders after w's (none yet).
+		w.Add("user_id IN (SELECT id FROM users" + sub.String() + ")")
+		w.Args = append(w.Args, sub.Args...)
+	} else if len(rq.Users) > 0 {
 		w.In(d, "user_id", rq.Users)
 	}
 	if len(rq.Models) > 0 {
@@ -262,6 +268,40 @@ func recordWhere(d Dialect, rq store.RecordQuery) Where {
 	}
 	w.Between(d, "created_at", rq.From, rq.To)
 	return w
+}
+
+// maxUserIDs is the most user ids recordUsers passes as parameters; more
+// matching users are selected by a subquery on the users table instead.
+const maxUserIDs = 500
+
+// recordUsers resolves a record query's UserSearch: the matching users
+// first (the users table is small next to the records, and searched the
+// way ListUsers searches it), then the records by user id through their
+// index, never a LIKE over the records. It returns the query with Users
+// set to the ids, or sub, the users' condition, when more than maxUserIDs
+// match; none false when no user matches, so no record does.
+func recordUsers(ctx context.Context, d Dialect, q Querier, rq store.RecordQuery) (_ store.RecordQuery, sub *Where, none bool, err error) {
+	if rq.UserSearch == "" {
+		return rq, nil, false, nil
+	}
+	var w Where
+	p := w.Arg("%" + likeEscaper.Replace(rq.UserSearch) + "%")
+	w.Add(`(` + d.Search("name", p) + ` OR ` + d.Search("email", p) + ` OR id = ` + w.Arg(rq.UserSearch) + `)`)
+	if len(rq.Users) > 0 {
+		w.In(d, "id", rq.Users)
+	}
+	ids, err := collect(ctx, q, func(row Row) (id string, err error) { return id, row.Scan(&id) },
+		`SELECT id FROM users`+w.String()+` LIMIT `+strconv.Itoa(maxUserIDs+1), w.Args...)
+	switch {
+	case err != nil:
+		return rq, nil, false, err
+	case len(ids) == 0:
+		return rq, nil, true, nil
+	case len(ids) > maxUserIDs:
+		return rq, &w, false, nil
+	}
+	rq.Users, rq.UserSearch = ids, ""
+	return rq, nil, false, nil
 }
 
 // ListRecords returns a page of records and how many match in all; q
@@ -275,7 +315,11 @@ func ListRecords(ctx context.Context, d Dialect, q Querier, rq store.RecordQuery
 	if err != nil {
 		return nil, 0, err
 	}
-	w := recordWhere(d, rq)
+	rq, sub, none, err := recordUsers(ctx, d, q, rq)
+	if err != nil || none {
+		return []store.Record{}, 0, err
+	}
+	w := recordWhere(d, rq, sub)
 	var total int64
 	if err := q.QueryRow(ctx, `SELECT COUNT(*) FROM usage_records`+w.String(), w.Args...).Scan(&total); err != nil {
 		return nil, 0, err
@@ -296,7 +340,11 @@ func EachRecord(ctx context.Context, d Dialect, q Querier, rq store.RecordQuery,
 	if err != nil {
 		return err
 	}
-	w := recordWhere(d, rq)
+	rq, sub, none, err := recordUsers(ctx, d, q, rq)
+	if err != nil || none {
+		return err
+	}
+	w := recordWhere(d, rq, sub)
 	rows, err := q.Query(ctx, `SELECT `+recordCols+` FROM usage_records`+w.String()+` ORDER BY `+order, w.Args...)
 	if err != nil {
 		return err

@@ -7,10 +7,16 @@ package sqlstore
 // edges of a range from usage_records.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
 )
 
@@ -42,19 +48,30 @@ func WholeDays(from, to time.Time) (a, b time.Time, ok bool) {
 	return a, b, from.IsZero() || to.IsZero() || a.Before(b)
 }
 
-// contribution is what one record adds to its day's rollup row.
+// contribution is what one record adds to its day's rollup rows.
 type contribution struct {
 	day                  time.Time // the UTC midnight
 	user, model          string
+	purpose, source      string
 	calls, cost, in, out int64
+	cached, reasoning    int64
 }
 
 func contributionOf(r store.Record) contribution {
-	return contribution{DayOf(r.CreatedAt), r.UserID, r.Model, 1, int64(r.Cost), r.InputTokens, r.OutputTokens}
+	return contribution{DayOf(r.CreatedAt), r.UserID, r.Model, r.Purpose, r.Source, 1, int64(r.Cost),
+		r.InputTokens, r.OutputTokens, r.CachedTokens, r.ReasoningTokens}
 }
 
 func (c contribution) neg() contribution {
 	c.calls, c.cost, c.in, c.out = -c.calls, -c.cost, -c.in, -c.out
+	c.cached, c.reasoning = -c.cached, -c.reasoning
+	return c
+}
+
+// minus is c less o, on c's rows.
+func (c contribution) minus(o contribution) contribution {
+	c.calls, c.cost, c.in, c.out = c.calls-o.calls, c.cost-o.cost, c.in-o.in, c.out-o.out
+	c.cached, c.reasoning = c.cached-o.cached, c.reasoning-o.reasoning
 	return c
 }
 
@@ -71,9 +88,17 @@ const upsertDaily = `INSERT INTO usage_daily (day, user_id, model, calls, cost, 
 	WHERE usage_daily.cost BETWEEN $8 AND $9 AND usage_daily.input_tokens BETWEEN $10 AND $11
 		AND usage_daily.output_tokens BETWEEN $12 AND $13`
 
-// addDaily adds c to its rollup row (one upsert); store.ErrOutOfRange when
-// a sum of the row would leave the int64 range.
+// addDaily adds c to its rollup rows: usage_daily's (store.ErrOutOfRange
+// when a sum of that row would leave the int64 range) and the breakdowns'.
 func addDaily(ctx context.Context, d Dialect, q Querier, c contribution) error {
+	if err := addModelDay(ctx, d, q, c); err != nil {
+		return err
+	}
+	return addBreakdown(ctx, d, q, c)
+}
+
+// addModelDay adds c to its usage_daily row (one upsert).
+func addModelDay(ctx context.Context, d Dialect, q Querier, c contribution) error {
 	costLo, costHi := store.AddRange(c.cost)
 	inLo, inHi := store.AddRange(c.in)
 	outLo, outHi := store.AddRange(c.out)
@@ -88,17 +113,23 @@ func addDaily(ctx context.Context, d Dialect, q Querier, c contribution) error {
 // replaceDaily replaces a final record's contribution old by new: one
 // upsert of the difference when both fall on one row, else two.
 func replaceDaily(ctx context.Context, d Dialect, q Querier, old, new contribution) error {
+	var err error
 	if old.day.Equal(new.day) && old.user == new.user && old.model == new.model {
-		new.calls -= old.calls
-		new.cost -= old.cost
-		new.in -= old.in
-		new.out -= old.out
-		return addDaily(ctx, d, q, new)
+		err = addModelDay(ctx, d, q, new.minus(old))
+	} else if err = addModelDay(ctx, d, q, old.neg()); err == nil {
+		err = addModelDay(ctx, d, q, new)
 	}
-	if err := addDaily(ctx, d, q, old.neg()); err != nil {
+	if err != nil {
 		return err
 	}
-	return addDaily(ctx, d, q, new)
+	// The breakdowns: the same, on their rows (shards follow the user).
+	if old.day.Equal(new.day) && old.user == new.user && old.purpose == new.purpose && old.source == new.source {
+		return addBreakdown(ctx, d, q, new.minus(old))
+	}
+	if err := addBreakdown(ctx, d, q, old.neg()); err != nil {
+		return err
+	}
+	return addBreakdown(ctx, d, q, new)
 }
 
 // rebuildDaily recomputes every rollup row from usage_records.
@@ -108,4 +139,318 @@ func rebuildDaily(d Dialect) string {
 		COUNT(*), SUM(cost), SUM(input_tokens), SUM(output_tokens)
 	FROM usage_records WHERE status <> 'pending'
 	GROUP BY 1, 2, 3`
+}
+
+// ---- The breakdown rollups (migrations/*/00006) ----
+//
+// usage_breakdown sums the final records by UTC day, user, purpose and
+// source, with every token kind; usage_breakdown_all sums the same over
+// users, on PostgreSQL in breakdownShards shards chosen by the user id (so
+// concurrent charges of different users seldom wait for one row, which is
+// locked until the commit; the overview reads at most days × purposes ×
+// paths × shards rows), on SQLite in one. Rows saturate at the ends of the int64
+// range instead of refusing a charge: only usage_daily's rule refuses one.
+// The migration's backfill puts every user in shard 0 (SQL cannot compute
+// shardOf); a shard is only where rows are kept, the overview sums them
+// all.
+
+const breakdownShards = 8
+
+// shardOf is the usage_breakdown_all shard of a user's charges: always 0
+// on SQLite, whose single writer never has two charges wait for a row.
+func shardOf(d Dialect, user string) int64 {
+	if d.Name != "postgres" {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(user))
+	return int64(h.Sum32() % breakdownShards)
+}
+
+// breakdownSums are the summed columns of both breakdown tables.
+var breakdownSums = []string{"calls", "cost", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"}
+
+const (
+	maxInt = `9223372036854775807`
+	minInt = `(-9223372036854775807 - 1)`
+)
+
+// satAdd is SQL setting col to table.col + excluded.col, saturated at the
+// ends of the int64 range (each branch only runs where it cannot overflow).
+func satAdd(table, col string) string {
+	a, e := table+"."+col, "excluded."+col
+	return col + ` = CASE WHEN ` + e + ` > 0 THEN (CASE WHEN ` + a + ` > ` + maxInt + ` - ` + e + ` THEN ` + maxInt +
+		` ELSE ` + a + ` + ` + e + ` END) WHEN ` + e + ` < 0 THEN (CASE WHEN ` + a + ` < ` + minInt + ` - ` + e +
+		` THEN ` + minInt + ` ELSE ` + a + ` + ` + e + ` END) ELSE ` + a + ` END`
+}
+
+// upsertBreakdown is an upsert into one breakdown table whose keys are
+// keys, the sums following them ($1.. in that order), or from a SELECT.
+func upsertBreakdown(table string, keys []string, selectSQL string) string {
+	cols := append(append([]string{}, keys...), breakdownSums...)
+	var sets []string
+	for _, c := range breakdownSums {
+		sets = append(sets, satAdd(table, c))
+	}
+	src := selectSQL
+	if src == "" {
+		ps := make([]string, len(cols))
+		for i := range cols {
+			ps[i] = "$" + strconv.Itoa(i+1)
+		}
+		src = `VALUES (` + strings.Join(ps, ", ") + `)`
+	}
+	return `INSERT INTO ` + table + ` (` + strings.Join(cols, ", ") + `) ` + src + `
+	ON CONFLICT (` + strings.Join(keys, ", ") + `) DO UPDATE SET ` + strings.Join(sets, ", ")
+}
+
+var (
+	upsertUserBreakdown = upsertBreakdown("usage_breakdown", []string{"user_id", "day", "purpose", "source"}, "")
+	upsertAllBreakdown  = upsertBreakdown("usage_breakdown_all", []string{"day", "shard", "purpose", "source"}, "")
+	// upsertBothBreakdowns is both in one PostgreSQL statement (one round
+	// trip): upsertUserBreakdown's parameters, then the shard as $11.
+	upsertBothBreakdowns = `WITH u AS (` + upsertUserBreakdown + `)
+	` + upsertBreakdown("usage_breakdown_all", []string{"day", "shard", "purpose", "source"},
+		`VALUES ($2, $11, $3, $4, $5, $6, $7, $8, $9, $10)`)
+)
+
+// addBreakdown adds c to its two breakdown rows (saturating, never
+// refusing).
+func addBreakdown(ctx context.Context, d Dialect, q Querier, c contribution) error {
+	if d.Name == "postgres" { // data-modifying WITH: SQLite has none
+		_, err := q.Exec(ctx, upsertBothBreakdowns, c.user, d.Day(c.day), c.purpose, c.source,
+			c.calls, c.cost, c.in, c.out, c.cached, c.reasoning, shardOf(d, c.user))
+		return err
+	}
+	if _, err := q.Exec(ctx, upsertUserBreakdown, c.user, d.Day(c.day), c.purpose, c.source,
+		c.calls, c.cost, c.in, c.out, c.cached, c.reasoning); err != nil {
+		return err
+	}
+	_, err := q.Exec(ctx, upsertAllBreakdown, d.Day(c.day), shardOf(d, c.user), c.purpose, c.source,
+		c.calls, c.cost, c.in, c.out, c.cached, c.reasoning)
+	return err
+}
+
+// negCol is SQL for -col, saturated.
+func negCol(col string) string {
+	return `CASE WHEN ` + col + ` = ` + minInt + ` THEN ` + maxInt + ` ELSE -` + col + ` END`
+}
+
+// forgetBreakdown takes a user's rows out of usage_breakdown_all (into the
+// user's shard) and deletes them from usage_breakdown, as DeleteUser
+// deletes the user's records.
+func forgetBreakdown(ctx context.Context, d Dialect, q Querier, user string) error {
+	negs := make([]string, len(breakdownSums))
+	for i, c := range breakdownSums {
+		negs[i] = negCol(c)
+	}
+	sub := upsertBreakdown("usage_breakdown_all", []string{"day", "shard", "purpose", "source"},
+		`SELECT day, $2, purpose, source, `+strings.Join(negs, ", ")+` FROM usage_breakdown WHERE user_id = $1`)
+	if _, err := q.Exec(ctx, sub, user, shardOf(d, user)); err != nil {
+		return err
+	}
+	_, err := q.Exec(ctx, `DELETE FROM usage_breakdown WHERE user_id = $1`, user)
+	return err
+}
+
+// loadBreakdown fills the (emptied) breakdown tables from the records of a
+// backup, summed here, saturating, in the shards live charges use (Import).
+func loadBreakdown(ctx context.Context, d Dialect, load Load, records []store.Record) error {
+	type key struct {
+		user            string
+		day             int64
+		purpose, source string
+	}
+	type sums [6]int64
+	users, all := map[key]*sums{}, map[key]*sums{}
+	add := func(m map[key]*sums, k key, c contribution) {
+		s := m[k]
+		if s == nil {
+			s = &sums{}
+			m[k] = s
+		}
+		for i, v := range [6]int64{c.calls, c.cost, c.in, c.out, c.cached, c.reasoning} {
+			s[i] = store.SatAdd(s[i], v)
+		}
+	}
+	for _, r := range records {
+		if r.Status == store.StatusPending {
+			continue
+		}
+		c := contributionOf(r)
+		k := key{r.UserID, c.day.UnixMilli(), c.purpose, c.source}
+		add(users, k, c)
+		k.user = strconv.FormatInt(shardOf(d, r.UserID), 10) // the shard, as live charges
+		add(all, k, c)
+	}
+	for _, t := range []struct {
+		name string
+		m    map[key]*sums
+		lead func(k key) []any
+		cols []string
+	}{
+		{"usage_breakdown", users, func(k key) []any {
+			return []any{k.user, d.Day(time.UnixMilli(k.day).UTC()), k.purpose, k.source}
+		}, []string{"user_id", "day", "purpose", "source"}},
+		{"usage_breakdown_all", all, func(k key) []any {
+			shard, _ := strconv.ParseInt(k.user, 10, 64)
+			return []any{d.Day(time.UnixMilli(k.day).UTC()), shard, k.purpose, k.source}
+		}, []string{"day", "shard", "purpose", "source"}},
+	} {
+		if len(t.m) == 0 {
+			continue
+		}
+		keys := make([]key, 0, len(t.m))
+		for k := range t.m {
+			keys = append(keys, k)
+		}
+		err := load(ctx, t.name, append(append([]string{}, t.cols...), breakdownSums...), len(keys), func(i int) []any {
+			s := t.m[keys[i]]
+			return append(t.lead(keys[i]), s[0], s[1], s[2], s[3], s[4], s[5])
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", strings.ReplaceAll(t.name, "_", " "), err)
+		}
+	}
+	return nil
+}
+
+// ReadBreakdown sets u's ByPurpose, BySource, CachedTokens and
+// ReasoningTokens from the final records created in [from, to) (zero
+// times: unbounded), of one user when user is not "", in q's snapshot:
+// whole UTC days from the breakdown rollups (user: usage_breakdown, else
+// usage_breakdown_all), the partial days at the edges from the records.
+// It returns the total of the breakdown (equal to usage_daily's).
+func ReadBreakdown(ctx context.Context, d Dialect, q Querier, user string, from, to time.Time, u *store.Usage) (store.UsageTotals, error) {
+	type key struct{ purpose, source string }
+	groups := map[key]*store.KindUsage{}
+	var sumCols []string
+	for _, c := range breakdownSums[1:] {
+		sumCols = append(sumCols, d.Sum(c))
+	}
+	scan := func(calls string, from string, w Where) error {
+		rows, err := q.Query(ctx, `SELECT purpose, source, `+calls+`, `+strings.Join(sumCols, ", ")+` FROM `+from+
+			w.String()+` GROUP BY purpose, source`, w.Args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				k     key
+				calls Sum
+				s     [5]Sum
+			)
+			dest := append([]any{&k.purpose, &k.source}, d.Dest(&calls)...)
+			for i := range s {
+				dest = append(dest, d.Dest(&s[i])...)
+			}
+			if err := rows.Scan(dest...); err != nil {
+				return err
+			}
+			g := groups[k]
+			if g == nil {
+				g = &store.KindUsage{}
+				groups[k] = g
+			}
+			g.Add(store.UsageTotals{Calls: calls.Value(), Cost: money.Amount(s[0].Value()),
+				InputTokens: s[1].Value(), OutputTokens: s[2].Value()})
+			g.CachedTokens = store.SatAdd(g.CachedTokens, s[3].Value())
+			g.ReasoningTokens = store.SatAdd(g.ReasoningTokens, s[4].Value())
+		}
+		return rows.Err()
+	}
+	var roll, edges Where
+	table := "usage_breakdown_all"
+	if user != "" {
+		table = "usage_breakdown"
+		roll.Add("user_id = " + roll.Arg(user))
+		edges.Add("user_id = " + edges.Arg(user))
+	}
+	dayCast := ""
+	if d.Name == "postgres" { // day is a DATE
+		dayCast = "::date"
+	}
+	a, b, wholeDays := WholeDays(from, to)
+	if wholeDays {
+		if !from.IsZero() {
+			roll.Add("day >= " + roll.Arg(d.Day(a)) + dayCast)
+		}
+		if !to.IsZero() {
+			roll.Add("day < " + roll.Arg(d.Day(b)) + dayCast)
+		}
+		if err := scan(d.Sum("calls"), table, roll); err != nil {
+			return store.UsageTotals{}, err
+		}
+		if !edges.Edges(d, "created_at", from, a, b, to) {
+			edges.Conds = nil
+		}
+	} else {
+		edges.Between(d, "created_at", from, to)
+	}
+	if len(edges.Conds) > 0 {
+		edges.Add("status <> 'pending'")
+		// COUNT(*) as a Sum: both halves for SplitSums.
+		count := "COUNT(*)"
+		if d.SplitSums {
+			count = "0, COUNT(*)"
+		}
+		if err := scan(count, "usage_records", edges); err != nil {
+			return store.UsageTotals{}, err
+		}
+	}
+
+	var total store.UsageTotals
+	purposes, sources := map[string]*store.KindUsage{}, map[string]*store.KindUsage{}
+	for k, g := range groups {
+		if g.Calls == 0 { // rows emptied by replacements and deletions
+			continue
+		}
+		total.Add(g.UsageTotals)
+		u.CachedTokens = store.SatAdd(u.CachedTokens, g.CachedTokens)
+		u.ReasoningTokens = store.SatAdd(u.ReasoningTokens, g.ReasoningTokens)
+		for _, m := range []struct {
+			m   map[string]*store.KindUsage
+			key string
+		}{{purposes, k.purpose}, {sources, k.source}} {
+			x := m.m[m.key]
+			if x == nil {
+				x = &store.KindUsage{Key: m.key}
+				m.m[m.key] = x
+			}
+			x.Add(g.UsageTotals)
+			x.CachedTokens = store.SatAdd(x.CachedTokens, g.CachedTokens)
+			x.ReasoningTokens = store.SatAdd(x.ReasoningTokens, g.ReasoningTokens)
+		}
+	}
+	list := func(m map[string]*store.KindUsage) []store.KindUsage {
+		l := make([]store.KindUsage, 0, len(m))
+		for _, x := range m {
+			l = append(l, *x)
+		}
+		slices.SortFunc(l, func(a, b store.KindUsage) int {
+			return cmp.Or(cmp.Compare(b.Cost, a.Cost), cmp.Compare(b.Calls, a.Calls), strings.Compare(a.Key, b.Key))
+		})
+		return l
+	}
+	u.ByPurpose, u.BySource = list(purposes), list(sources)
+	return total, nil
+}
+
+// UserUsageBetween summarises one user's final records in [from, to) from
+// the breakdown rollups (and the records of partial days).
+func (s Store) UserUsageBetween(ctx context.Context, userID string, from, to time.Time) (store.Usage, error) {
+	u := store.Usage{ByModel: []store.ModelUsage{}, ByUser: []store.UserUsage{}, ByDay: []store.DayUsage{}}
+	err := s.B.Snapshot(ctx, func(q Querier) error {
+		var err error
+		u.Total, err = ReadBreakdown(ctx, s.D, q, userID, from, to, &u)
+		return err
+	})
+	if err != nil {
+		return store.Usage{}, err
+	}
+	if u.Total.Calls > 0 {
+		u.ActiveUsers = 1
+	}
+	return u, nil
 }

@@ -65,11 +65,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListUsersSearch", testListUsersSearch},
 		{"InvalidQueries", testInvalidQueries},
 		{"ListRecords", testListRecords},
+		{"ListRecordsUserSearch", testListRecordsUserSearch},
 		{"EachRecord", testEachRecord},
 		{"DeleteUser", testDeleteUser},
 		{"BalanceChangesList", testBalanceChangesList},
 		{"UsageBetween", testUsageBetween},
 		{"UsageRollups", testUsageRollups},
+		{"UsageBreakdown", testUsageBreakdown},
 		{"ListModelPrices", testListModelPrices},
 		{"ImportFailure", testImportFailure},
 		{"AdoptByKey", testAdoptByKey},
@@ -1037,6 +1039,19 @@ func testModelPrices(t *testing.T, s store.Store) {
 		t.Fatalf("recorded model %+v", got)
 	}
 	recent(t, "UpdatedAt", got.UpdatedAt)
+	// A row recorded without a base takes the one named later, once; a
+	// base it has is kept.
+	if err := s.RecordModel(ctx, "late-base", "Late", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, base := range []string{"gpt-4o", "other"} {
+		if err := s.RecordModel(ctx, "late-base", "Late", base); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := s.ModelPrice(ctx, "late-base"); err != nil || got.BaseModelID != "gpt-4o" || got.Priced {
+		t.Fatalf("a base named later: %+v %v", got, err)
+	}
 
 	// Pricing it makes it priced, whatever Priced says.
 	p, err = s.PutModelPrice(ctx, store.ModelPrice{ID: "new-model", Name: "New Model", Input: 150, Output: 600, PerMessage: -1, Priced: false})
@@ -1793,6 +1808,8 @@ func testBalanceChangesList(t *testing.T, s store.Store) {
 // normUsage makes usage comparable: days as plain UTC instants, nil slices
 // as empty ones.
 func normUsage(u store.Usage) store.Usage {
+	// The breakdowns are testUsageBreakdown's.
+	u.ByPurpose, u.BySource, u.CachedTokens, u.ReasoningTokens = nil, nil, 0, 0
 	u.ByDay = mapAll(u.ByDay, func(d store.DayUsage) store.DayUsage { d.Day = normTime(d.Day); return d })
 	if u.ByModel == nil {
 		u.ByModel = []store.ModelUsage{}
