@@ -91,10 +91,39 @@ const upsertDaily = `INSERT INTO usage_daily (day, user_id, model, calls, cost, 
 // addDaily adds c to its rollup rows: usage_daily's (store.ErrOutOfRange
 // when a sum of that row would leave the int64 range) and the breakdowns'.
 func addDaily(ctx context.Context, d Dialect, q Querier, c contribution) error {
+	if d.Name == "postgres" {
+		return addAllRollups(ctx, d, q, c)
+	}
 	if err := addModelDay(ctx, d, q, c); err != nil {
 		return err
 	}
 	return addBreakdown(ctx, d, q, c)
+}
+
+// upsertAllRollups is addDaily's three upserts in one PostgreSQL statement
+// (one round trip for every charge): upsertDaily's $1..$13, then the
+// purpose, source, cached and reasoning tokens as $14..$17. It returns the
+// usage_daily rows changed: none means a sum would leave the int64 range,
+// and the caller's transaction, breakdowns included, is undone.
+var upsertAllRollups = `WITH daily AS (` + upsertDaily + ` RETURNING 1),
+	per_user AS (` + upsertBreakdown("usage_breakdown", []string{"user_id", "day", "purpose", "source"},
+	`VALUES ($2, $1, $14, $15, $4, $5, $6, $7, $16, $17)`) + `),
+	summed AS (` + upsertBreakdown("usage_breakdown_all", []string{"day", "shard", "purpose", "source"},
+	`VALUES ($1, `+connectionShard+`, $14, $15, $4, $5, $6, $7, $16, $17)`) + `)
+	SELECT COUNT(*) FROM daily`
+
+// addAllRollups adds c to its three rollup rows in one statement.
+func addAllRollups(ctx context.Context, d Dialect, q Querier, c contribution) error {
+	costLo, costHi := store.AddRange(c.cost)
+	inLo, inHi := store.AddRange(c.in)
+	outLo, outHi := store.AddRange(c.out)
+	var n int64
+	err := q.QueryRow(ctx, upsertAllRollups, d.Day(c.day), c.user, c.model, c.calls, c.cost, c.in, c.out,
+		costLo, costHi, inLo, inHi, outLo, outHi, c.purpose, c.source, c.cached, c.reasoning).Scan(&n)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("the day's usage of %s with %s would not fit in an int64: %w", c.user, c.model, store.ErrOutOfRange)
+	}
+	return err
 }
 
 // addModelDay adds c to its usage_daily row (one upsert).
@@ -145,16 +174,26 @@ func rebuildDaily(d Dialect) string {
 //
 // usage_breakdown sums the final records by UTC day, user, purpose and
 // source, with every token kind; usage_breakdown_all sums the same over
-// users, on PostgreSQL in breakdownShards shards chosen by the user id (so
-// concurrent charges of different users seldom wait for one row, which is
-// locked until the commit; the overview reads at most days × purposes ×
-// paths × shards rows), on SQLite in one. Rows saturate at the ends of the int64
-// range instead of refusing a charge: only usage_daily's rule refuses one.
-// The migration's backfill puts every user in shard 0 (SQL cannot compute
-// shardOf); a shard is only where rows are kept, the overview sums them
-// all.
+// users, in shards on PostgreSQL (live charges add to their connection's,
+// connectionShard; deletions and imports to breakdownShards shards chosen
+// by the user id), so concurrent charges seldom wait for one row, which is
+// locked until the commit; on SQLite in one. The overview reads at most
+// days × purposes × paths × shards rows and sums the shards. Rows saturate
+// at the ends of the int64 range instead of refusing a charge: only
+// usage_daily's rule refuses one. The migration's backfill puts every row
+// in shard 0.
 
 const breakdownShards = 8
+
+// connectionShard is the shard a live charge on PostgreSQL adds to: its
+// connection's. Shards by user put the charges of a busy deployment on a
+// few hot rows (with 100 users and 8 shards, BenchmarkOutlet's p99 at 64
+// clients went from 97 to 128 ms); a connection runs one transaction at a
+// time, so by connection two charges wait for one row only when their
+// backends' pids collide. The rows a day gets are bounded by the modulus
+// and in practice by the pool's size. Any shard is right for any charge:
+// the overview sums them all.
+const connectionShard = `(pg_backend_pid() % 64)`
 
 // shardOf is the usage_breakdown_all shard of a user's charges: always 0
 // on SQLite, whose single writer never has two charges wait for a row.
@@ -208,10 +247,13 @@ var (
 	upsertUserBreakdown = upsertBreakdown("usage_breakdown", []string{"user_id", "day", "purpose", "source"}, "")
 	upsertAllBreakdown  = upsertBreakdown("usage_breakdown_all", []string{"day", "shard", "purpose", "source"}, "")
 	// upsertBothBreakdowns is both in one PostgreSQL statement (one round
-	// trip): upsertUserBreakdown's parameters, then the shard as $11.
+	// trip), with upsertUserBreakdown's parameters. Its summed row is the
+	// connection's shard (connectionShard): charges in flight run on
+	// different connections, so they seldom wait for one row, which stays
+	// locked until their commit.
 	upsertBothBreakdowns = `WITH u AS (` + upsertUserBreakdown + `)
 	` + upsertBreakdown("usage_breakdown_all", []string{"day", "shard", "purpose", "source"},
-		`VALUES ($2, $11, $3, $4, $5, $6, $7, $8, $9, $10)`)
+		`VALUES ($2, `+connectionShard+`, $3, $4, $5, $6, $7, $8, $9, $10)`)
 )
 
 // addBreakdown adds c to its two breakdown rows (saturating, never
@@ -219,7 +261,7 @@ var (
 func addBreakdown(ctx context.Context, d Dialect, q Querier, c contribution) error {
 	if d.Name == "postgres" { // data-modifying WITH: SQLite has none
 		_, err := q.Exec(ctx, upsertBothBreakdowns, c.user, d.Day(c.day), c.purpose, c.source,
-			c.calls, c.cost, c.in, c.out, c.cached, c.reasoning, shardOf(d, c.user))
+			c.calls, c.cost, c.in, c.out, c.cached, c.reasoning)
 		return err
 	}
 	if _, err := q.Exec(ctx, upsertUserBreakdown, c.user, d.Day(c.day), c.purpose, c.source,
