@@ -82,13 +82,15 @@ func Reserve(ctx context.Context, d Dialect, q Querier, r store.Reservation) (re
 	}
 
 	// 2. Take the cost when the user is not blocked, the rule allows and
-	// the balance stays within an int64.
+	// the balance stays within an int64. ReserveCoveredOrRest takes what
+	// is left of a balance below the cost; a balance changed by another
+	// charge in between is read again (a few times: then it is refused).
 	var bal int64
 	lo, hi := store.SubRange(int64(rec.Cost))
-	err = q.QueryRow(ctx, `UPDATE users SET balance = balance - $2, updated_at = $3
-		WHERE id = $1 AND NOT deleted AND (`+cond+`) AND balance BETWEEN $4 AND $5 RETURNING balance`,
-		rec.UserID, int64(rec.Cost), d.Time(d.Now()), lo, hi).Scan(&bal)
-	if noRows(err) {
+	full := `UPDATE users SET balance = balance - $2, updated_at = $3
+		WHERE id = $1 AND NOT deleted AND (` + cond + `) AND balance BETWEEN $4 AND $5 RETURNING balance`
+	err = q.QueryRow(ctx, full, rec.UserID, int64(rec.Cost), d.Time(d.Now()), lo, hi).Scan(&bal)
+	for attempt := 0; noRows(err); attempt++ {
 		var cur int64
 		err = q.QueryRow(ctx, `SELECT deleted, balance FROM users WHERE id = $1`, rec.UserID).
 			Scan(&res.Blocked, &cur)
@@ -99,21 +101,21 @@ func Reserve(ctx context.Context, d Dialect, q Querier, r store.Reservation) (re
 		if err == nil && !res.Blocked && r.Rule.Allows(res.Balance, rec.Cost) && (cur < lo || cur > hi) {
 			return res, store.BalanceRangeError(res.Balance, rec.Cost)
 		}
-		if err != nil || res.Blocked || r.Rule != store.ReserveCoveredOrRest || cur <= 0 || cur >= int64(rec.Cost) {
+		if err != nil || res.Blocked || r.Rule != store.ReserveCoveredOrRest || cur <= 0 || attempt == 3 {
 			return res, err
 		}
+		if cur >= int64(rec.Cost) { // another call gave money back: the cost is covered now
+			err = q.QueryRow(ctx, full, rec.UserID, int64(rec.Cost), d.Time(d.Now()), lo, hi).Scan(&bal)
+			continue
+		}
 		// Not covered, but something is left: take all of it, unless
-		// another call took some since it was read.
+		// another call changed it since it was read.
 		err = q.QueryRow(ctx, `UPDATE users SET balance = 0, updated_at = $3
 			WHERE id = $1 AND NOT deleted AND balance = $2 RETURNING balance`,
 			rec.UserID, cur, d.Time(d.Now())).Scan(&bal)
-		if noRows(err) {
-			return res, nil
+		if err == nil {
+			rec.Cost = money.Amount(cur)
 		}
-		if err != nil {
-			return res, err
-		}
-		rec.Cost = money.Amount(cur)
 	}
 	if err != nil {
 		return res, err
