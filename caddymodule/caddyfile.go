@@ -11,7 +11,9 @@ import (
 func init() {
 	httpcaddyfile.RegisterGlobalOption("openwebui_monitor", parseGlobalOption)
 	httpcaddyfile.RegisterHandlerDirective("openwebui_monitor", parseHandler)
-	httpcaddyfile.RegisterDirectiveOrder("openwebui_monitor", httpcaddyfile.Before, "reverse_proxy")
+	// Before respond (which Caddy orders before reverse_proxy): a site that
+	// answers the rest with `respond 404` must still reach the handler.
+	httpcaddyfile.RegisterDirectiveOrder("openwebui_monitor", httpcaddyfile.Before, "respond")
 }
 
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {

@@ -17,7 +17,9 @@ import (
 func init() {
 	caddy.RegisterModule(Meter{})
 	httpcaddyfile.RegisterHandlerDirective("openwebui_meter", parseMeter)
-	httpcaddyfile.RegisterDirectiveOrder("openwebui_meter", httpcaddyfile.Before, "reverse_proxy")
+	// Before respond (which Caddy orders before reverse_proxy): a site that
+	// answers the rest with `respond 404` must still reach the handler.
+	httpcaddyfile.RegisterDirectiveOrder("openwebui_meter", httpcaddyfile.Before, "respond")
 }
 
 // Meter is the openwebui_meter HTTP handler, for the listener OpenWebUI
