@@ -256,6 +256,18 @@ func (l *Ledger) track(h Hold, res HoldResult) bool {
 	return true
 }
 
+// storeTakesWrites probes the store with a write, when the journal could
+// not take a call's record: a full disk under both fails both, and the
+// call would then have no durable place for its charge. Only that path
+// pays for the probe.
+func (l *Ledger) storeTakesWrites(ctx context.Context) bool {
+	err := l.store.Probe(ctx)
+	if err != nil && l.durable != nil {
+		l.durable.storeFailed(err)
+	}
+	return err == nil
+}
+
 // Progress journals how many output tokens the call with key has produced
 // so far; after a crash its answer is charged for the last count.
 func (l *Ledger) Progress(key string, output int64) {

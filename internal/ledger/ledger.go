@@ -667,7 +667,7 @@ func (l *Ledger) Hold(ctx context.Context, h Hold) (HoldResult, error) {
 	if err != nil || !res.Allowed {
 		return res, err
 	}
-	if !l.track(h, res) && h.Enforce && (outage || d.isDown()) {
+	if !l.track(h, res) && h.Enforce && (outage || d.isDown() || !l.storeTakesWrites(ctx)) {
 		// Neither the store nor the journal would keep its charge.
 		l.ReleaseLocal(res.Local)
 		return HoldResult{}, ErrUnavailable
