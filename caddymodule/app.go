@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -139,7 +142,49 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if s.APIKey == "" {
 		a.log.Warn("no api_key (API_KEY) is set: /api/v1/inlet and /api/v1/outlet refuse every call")
 	}
+	if s.DashboardPath != "" && s.AccessToken == "" {
+		a.log.Warn("no access_token (ACCESS_TOKEN) is set: the dashboard at " + s.DashboardPath + " is locked")
+	}
+	if s.Enforce && s.InitBalance <= 0 {
+		a.log.Warn("init_balance (INIT_BALANCE) is " + s.InitBalance.String() + " in enforce mode: new users are refused (402) until an administrator funds them")
+	}
+	if !loaded {
+		healthz := ""
+		if s.DashboardPath != "" {
+			healthz = strings.TrimSuffix(s.DashboardPath, "/") + "/healthz"
+		}
+		a.log.Info("openwebui_monitor started", "store", storeName(s.Database), "dashboard", orOff(s.DashboardPath),
+			"healthz", orOff(healthz), "mode", map[bool]string{true: "enforce", false: "monitor"}[s.Enforce],
+			"store_outage", map[bool]string{true: "fail_open", false: "fail_closed"}[s.FailOpen], "journal", orOff(s.Journal))
+	}
 	return nil
+}
+
+// storeName says which store is in use, for the start-up log: the SQLite
+// file's full path, or PostgreSQL's host and database (never the password).
+func storeName(db config.Database) string {
+	if db.Kind == "sqlite" {
+		if abs, err := filepath.Abs(db.DSN); err == nil {
+			return "sqlite " + abs
+		}
+		return "sqlite " + db.DSN
+	}
+	u, err := url.Parse(db.DSN)
+	if err != nil {
+		return "postgres"
+	}
+	host := u.Host
+	if host == "" {
+		host = u.Query().Get("host")
+	}
+	return "postgres " + host + u.Path
+}
+
+func orOff(s string) string {
+	if s == "" {
+		return "off"
+	}
+	return s
 }
 
 // Start begins releasing holds nobody settled in time, and ending web-UI

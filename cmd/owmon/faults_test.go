@@ -1091,3 +1091,29 @@ func TestConcurrentCallsBoundedByBalance(t *testing.T) {
 		})
 	}
 }
+
+// TestFirstRunExplainsItself: a first run with nothing but a port logs the
+// store in use (the SQLite file's full path), where the dashboard and its
+// health check live, and warns of what will not work yet: no access_token
+// (the dashboard is locked), no api_key (the function is refused),
+// init_balance 0 in enforce mode (new users are refused until funded).
+func TestFirstRunExplainsItself(t *testing.T) {
+	data := t.TempDir()
+	o := newOwmon(t, owmonConfig{openwebui: "http://127.0.0.1:9"}, data)
+	o.start()
+	logs := o.logs.String()
+	db := filepath.Join(data, "caddy", "openwebui-monitor", "monitor.db")
+	for _, want := range []string{
+		`"msg":"openwebui_monitor started"`, `"store":"sqlite ` + db + `"`, `"dashboard":"/monitor"`,
+		`"healthz":"/monitor/healthz"`, `"mode":"enforce"`, `"store_outage":"fail_open"`,
+		"no access_token (ACCESS_TOKEN) is set: the dashboard at /monitor is locked",
+		"no api_key (API_KEY) is set", "init_balance (INIT_BALANCE) is 0 in enforce mode",
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the start-up log lacks %s", want)
+		}
+	}
+	if strings.Count(logs, "openwebui_monitor started") != 1 {
+		t.Errorf("the start-up line is logged %d times", strings.Count(logs, "openwebui_monitor started"))
+	}
+}
