@@ -64,22 +64,7 @@ func TestModelsPageInChromium(t *testing.T) {
 	ctx := context.Background()
 	shots := screenshots(t)
 
-	profile, err := os.MkdirTemp("", "owmon-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(profile)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(profile), chromedp.WindowSize(1280, 900))
-	actx, cancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancel()
-	bctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	bctx, cancel = context.WithTimeout(bctx, 120*time.Second)
-	defer cancel()
+	bctx := openBrowser(t, exe, 1280, 900, 120*time.Second)
 	base := s.url + "/monitor/"
 	run := func(what string, actions ...chromedp.Action) {
 		t.Helper()

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,22 +34,7 @@ func TestDashboardOnAPhone(t *testing.T) {
 	}
 	for _, lang := range []string{"en", "zh"} {
 		t.Run(lang, func(t *testing.T) {
-			profile, err := os.MkdirTemp("", "owmon-chromium-")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer os.RemoveAll(profile)
-			opts := append(chromedp.DefaultExecAllocatorOptions[:],
-				chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-				chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-				chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
-				chromedp.UserDataDir(profile))
-			actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-			defer cancel()
-			bctx, cancel := chromedp.NewContext(actx)
-			defer cancel()
-			bctx, cancel = context.WithTimeout(bctx, 90*time.Second)
-			defer cancel()
+			bctx := openBrowser(t, exe, 1280, 900, 90*time.Second)
 			run := func(what string, actions ...chromedp.Action) {
 				t.Helper()
 				if err := chromedp.Run(bctx, actions...); err != nil {

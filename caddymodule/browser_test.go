@@ -58,22 +58,7 @@ func TestDashboardInChromium(t *testing.T) {
 
 	for _, lang := range []string{"en", "zh"} {
 		t.Run(lang, func(t *testing.T) {
-			profile, err := os.MkdirTemp("", "owmon-chromium-")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer os.RemoveAll(profile) // after the browser is gone (deferred cancels run first)
-			opts := append(chromedp.DefaultExecAllocatorOptions[:],
-				chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-				chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-				chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
-				chromedp.UserDataDir(profile), chromedp.WindowSize(1280, 900))
-			actx, cancel := chromedp.NewExecAllocator(ctx, opts...)
-			defer cancel()
-			bctx, cancel := chromedp.NewContext(actx)
-			defer cancel()
-			bctx, cancel = context.WithTimeout(bctx, 90*time.Second)
-			defer cancel()
+			bctx := openBrowser(t, exe, 1280, 900, 90*time.Second)
 			base := s.url + "/monitor/"
 			run := func(what string, actions ...chromedp.Action) {
 				t.Helper()
@@ -268,4 +253,31 @@ func clickAndReload(sel string) chromedp.Action {
 		chromedp.Click(sel, chromedp.ByQuery),
 		waitJS(`window.__owmonOld === undefined && document.readyState === "complete"`),
 	}
+}
+
+// openBrowser starts headless Chromium (exe) with a profile of its own, the
+// flags that keep it off this machine's closed network, a window of
+// width×height, and a deadline of limit; the browser and its profile go
+// when the test ends.
+func openBrowser(t *testing.T, exe string, width, height int, limit time.Duration) context.Context {
+	t.Helper()
+	profile, err := os.MkdirTemp("", "owmon-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(profile), chromedp.WindowSize(width, height))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	bctx, cancelLimit := context.WithTimeout(bctx, limit)
+	t.Cleanup(func() {
+		cancelLimit()
+		cancelBrowser()
+		cancelAlloc()
+		os.RemoveAll(profile) // after the browser is gone
+	})
+	return bctx
 }
