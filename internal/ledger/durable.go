@@ -295,9 +295,7 @@ func (l *Ledger) Untrack(key string, source Source) {
 // the store.
 func (l *Ledger) settled(key string) {
 	if j := l.journal(); j != nil && key != "" {
-		if _, ok := j.Get(key); ok {
-			j.Done(key)
-		}
+		j.Done(key) // a key the journal does not hold costs a map lookup, no write
 	}
 }
 
