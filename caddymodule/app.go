@@ -16,9 +16,11 @@ import (
 	"github.com/openwebui-monitor/owmon/internal/config"
 	"github.com/openwebui-monitor/owmon/internal/database"
 	"github.com/openwebui-monitor/owmon/internal/edge"
+	"github.com/openwebui-monitor/owmon/internal/groupsync"
 	"github.com/openwebui-monitor/owmon/internal/identity"
 	"github.com/openwebui-monitor/owmon/internal/journal"
 	"github.com/openwebui-monitor/owmon/internal/ledger"
+	"github.com/openwebui-monitor/owmon/internal/metrics"
 	"github.com/openwebui-monitor/owmon/internal/store"
 	"github.com/openwebui-monitor/owmon/internal/tokens"
 )
@@ -52,6 +54,8 @@ type App struct {
 	apiKeys  *identity.Throttle // wrong api_keys per client, shared by every handler's inlet and outlet
 	log      *slog.Logger
 	stop     func() // ends the gate's sweeps
+	// groups syncs OpenWebUI's groups into the store; nil when off (groups.go).
+	groups *groupsync.Syncer
 }
 
 // CaddyModule returns the Caddy module information.
@@ -88,16 +92,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 					"path", s.Journal, "entries", st.Recovered)
 			}
 		}
-		openCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		// Generous: the first start on the old monitor's database adopts
+		// its whole history in one transaction (about 3 s per 100,000 records).
+		openCtx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 		defer cancel()
-		st, err := database.Open(openCtx, s.Database)
+		st, err := database.Open(openCtx, s.Database, log)
 		if err != nil {
 			if j != nil {
 				j.Close()
 			}
 			return nil, err
 		}
-		sc := storeCloser{Store: st, claims: ledger.NewClaims(), durable: ledger.NewDurable(j, s.FailOpen, log)}
+		sc := storeCloser{Store: st, claims: ledger.NewClaims(), durable: ledger.NewDurable(j, s.FailOpen, log), metrics: metrics.New()}
 		if st.Kind() == "sqlite" {
 			// One writer, in this process: holds can live in memory,
 			// shared by every config over this store.
@@ -110,6 +116,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.storeKey = key
 	a.store = val.(storeCloser).Store
+	m := val.(storeCloser).metrics
 	if !loaded {
 		a.log.Info("store opened", "kind", s.Database.Kind)
 	}
@@ -122,11 +129,27 @@ func (a *App) Provision(ctx caddy.Context) error {
 		LocalHolds:       val.(storeCloser).holds,
 		Durable:          val.(storeCloser).durable,
 		Claims:           val.(storeCloser).claims,
+		Budgets:          &ledger.Budgets{Location: s.Location},
 
 		MaxTokensPerCall: s.MaxTokensPerCall,
+		Metrics:          m,
+		Log:              a.log,
+		QuietCharges:     !s.LogCharges,
 	})
+	// The counters live with the store (across reloads); each config has
+	// a registry of its own, which the metrics handler and the admin
+	// endpoint's /metrics serve, and its gauges read this config's ledger.
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		l := a.ledger
+		if err := m.Register(reg, metrics.Gauges{
+			HoldsOpen:          func() float64 { return float64(l.HoldsOpen()) },
+			SettlementsPending: func() float64 { return float64(l.SettlementsPending()) },
+		}); err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+	}
 	resolver := identity.NewResolver(identity.Config{
-		OpenWebUI: s.OpenWebUI, SecretKey: s.WebUISecretKey, TTL: s.IdentityCacheTTL,
+		OpenWebUI: s.OpenWebUI, SecretKey: s.WebUISecretKey, TTL: s.IdentityCacheTTL, Metrics: m,
 	})
 	a.gate = edge.New(a.ledger, counter, resolver, edge.Config{
 		Enforce: s.Enforce, InjectUsage: s.InjectUsage, StripBackground: s.StripBackground,
@@ -139,6 +162,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			a.log.Warn("openwebui (OPENWEBUI_DOMAIN) is not set: model calls through this proxy cannot be attributed to users and pass unmetered")
 		}
 	}
+	a.groups = a.newGroupSyncer()
 	if s.APIKey == "" {
 		a.log.Warn("no api_key (API_KEY) is set: /api/v1/inlet and /api/v1/outlet refuse every call")
 	}
@@ -193,12 +217,40 @@ func (a *App) Start() error {
 	stopGate := a.gate.Start()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	grants := make(chan struct{})
 	go func() {
 		defer close(done)
 		a.ledger.Run(ctx) // deferred charges and the calls a crash interrupted
 	}()
-	a.stop = func() { stopGate(); cancel(); <-done }
+	go func() {
+		defer close(grants)
+		a.applyGrants(ctx)
+	}()
+	groupsDone := a.startGroupSync(ctx)
+	a.stop = func() { stopGate(); cancel(); <-done; <-grants; <-groupsDone }
 	return nil
+}
+
+// applyGrants applies budget grants as their windows begin: at start (a
+// window missed while owmon was down is applied once) and every minute.
+func (a *App) applyGrants(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		changes, err := a.ledger.ApplyGrants(ctx)
+		if err != nil && ctx.Err() == nil {
+			a.log.Error("applying budget grants", "error", err)
+		}
+		for _, c := range changes {
+			a.log.Info("grant applied", "actor", c.Actor, "user", c.UserID, "old_balance", c.OldBalance.String(),
+				"new_balance", c.NewBalance.String(), "reason", c.Reason)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Stop ends the hold sweeper.
@@ -232,6 +284,8 @@ type storeCloser struct {
 	claims *ledger.Claims     // messages the provider meter charges, across reloads
 	// durable keeps charges the store cannot take, in the journal.
 	durable *ledger.Durable
+	// metrics count for this store across config reloads.
+	metrics *metrics.Metrics
 }
 
 // Destruct closes the store and then the journal, which keeps whatever

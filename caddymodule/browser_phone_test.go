@@ -31,6 +31,7 @@ func TestDashboardOnAPhone(t *testing.T) {
 		{"models", "models", `#prices-table`},
 		{"records", "records", `main table`},
 		{"settings", "settings", `main h1`},
+		{"budgets", "budgets", `#limit-form`},
 	}
 	for _, lang := range []string{"en", "zh"} {
 		t.Run(lang, func(t *testing.T) {

@@ -62,6 +62,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		hold_output_tokens      <count>
 //		store_outage            fail_open|fail_closed
 //		journal                 <absolute path>|off
+//		log_charges             on|off
+//		timezone                <zone, e.g. Asia/Shanghai>
+//		group_sync              <duration, e.g. 5m>|off
 //	}
 //
 // Values are checked here, so `caddy adapt` names a bad one.

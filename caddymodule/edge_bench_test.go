@@ -89,6 +89,11 @@ func benchLatency(spec string) time.Duration {
 // benchSites runs one Caddy with two sites in front of the same upstream:
 // one metered by openwebui_monitor, one plain reverse_proxy.
 func benchSites(b *testing.B) (metered, plain, jwt string) {
+	return benchSitesOn(b, "sqlite://"+filepath.Join(b.TempDir(), "bench.db"))
+}
+
+// benchSitesOn is benchSites with the store at database.
+func benchSitesOn(b *testing.B, database string) (metered, plain, jwt string) {
 	up := benchUpstream(b)
 	const secret = "bench-secret"
 	jwt = fakeowui.SignJWT(secret, map[string]any{"id": "bench", "exp": time.Now().Add(time.Hour).Unix()})
@@ -100,7 +105,7 @@ func benchSites(b *testing.B) (metered, plain, jwt string) {
 		output discard
 	}
 	openwebui_monitor {
-		database sqlite://%s
+		database %s
 		openwebui %s
 		webui_secret_key %s
 		init_balance 1000000000
@@ -115,7 +120,7 @@ func benchSites(b *testing.B) (metered, plain, jwt string) {
 :%d {
 	reverse_proxy %s
 }
-`, filepath.Join(b.TempDir(), "bench.db"), up.URL, secret, pm, up.URL, pp, up.URL))
+`, database, up.URL, secret, pm, up.URL, pp, up.URL))
 	return fmt.Sprintf("http://127.0.0.1:%d", pm), fmt.Sprintf("http://127.0.0.1:%d", pp), jwt
 }
 

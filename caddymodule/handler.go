@@ -54,7 +54,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			BackupDir:   s.BackupDir,
 			AccessToken: s.AccessToken, MaxBodyBytes: s.MaxBodyBytes, BodyTimeout: s.BodyTimeout,
 			OpenWebUI: s.OpenWebUI, OpenWebUIAPIKey: s.OpenWebUIAPIKey, FunctionAPIKey: s.APIKey, Currency: s.Currency, Log: ctx.Slogger(),
-			Throttle: app.access,
+			Throttle: app.access, Identify: identify(app.gate), SyncGroups: app.syncGroups(),
 		})
 		h.front.AdminPrefix = s.DashboardPath
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -35,21 +34,6 @@ type stack struct {
 	owui         *fakeowui.OpenWebUI
 	st           store.Store
 	jwt, key     string // Alice's credentials
-}
-
-// readmeCaddyfile returns the README's Caddyfile after the marker.
-func readmeCaddyfile(t testing.TB, marker string) string {
-	t.Helper()
-	b, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(b), "<!-- caddyfile: "+marker+" -->\n```caddyfile\n")
-	if !ok {
-		t.Fatalf("README has no caddyfile block marked %q", marker)
-	}
-	block, _, _ := strings.Cut(rest, "```")
-	return block
 }
 
 // startStack runs the README's front-plus-provider Caddyfile, configured
@@ -416,18 +400,19 @@ func TestProviderMeterTrust(t *testing.T) {
 
 // TestREADMECaddyfilesAdapt: every Caddyfile the README shows adapts.
 func TestREADMECaddyfilesAdapt(t *testing.T) {
-	b, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
+	var blocks []string
+	for _, b := range readmeBlocks(t, "../README.md") {
+		if b.Lang == "caddyfile" {
+			blocks = append(blocks, b.Content)
+		}
 	}
-	blocks := regexp.MustCompile("(?s)```caddyfile\n(.*?)```").FindAllStringSubmatch(string(b), -1)
 	if len(blocks) < 3 {
 		t.Fatalf("README shows %d Caddyfiles, want the three deployments", len(blocks))
 	}
 	t.Setenv("OWMON_PROVIDER_KEY", sharedKey)
-	for _, m := range blocks {
-		if _, err := adapt(t, m[1]); err != nil {
-			t.Errorf("README Caddyfile does not adapt: %v\n%s", err, m[1])
+	for _, cf := range blocks {
+		if _, err := adapt(t, cf); err != nil {
+			t.Errorf("README Caddyfile does not adapt: %v\n%s", err, cf)
 		}
 	}
 	cfg, err := adapt(t, readmeCaddyfile(t, "front-and-provider"))

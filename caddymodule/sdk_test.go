@@ -77,21 +77,10 @@ func TestRefusalsThroughOfficialSDKs(t *testing.T) {
 	e := startEdge(t, sqliteDB(t), "")
 	e.broke(t)
 
-	for _, c := range []struct{ sdk, call, path string }{
-		{"openai", "chat", "/api/chat/completions"},
-		{"openai", "stream", "/api/chat/completions"},
-		{"openai-ollama", "chat", "/ollama/v1/chat/completions"},
-		{"openai-ollama", "stream", "/ollama/v1/chat/completions"},
-		{"anthropic", "chat", "/api/v1/messages"},
-		{"anthropic", "stream", "/api/v1/messages"},
-		{"ollama", "chat", "/ollama/api/chat"},
-		{"ollama", "stream", "/ollama/api/chat"},
-		{"ollama", "generate", "/ollama/api/generate"},
-		{"ollama", "generate-stream", "/ollama/api/generate"},
-	} {
+	for _, c := range sdkCalls {
 		t.Run(c.sdk+"/"+c.call, func(t *testing.T) {
 			out := runSDK(t, node, dir, c.sdk, c.call, e.url, e.key)
-			for _, problem := range sdkRefusalProblems(c.sdk, out) {
+			for _, problem := range sdkRefusalProblems(c.sdk, out, balanceRefusal) {
 				t.Error(problem)
 			}
 			if n := e.modelCalls(c.path); n != 0 {
@@ -101,11 +90,37 @@ func TestRefusalsThroughOfficialSDKs(t *testing.T) {
 	}
 }
 
+// sdkCalls are the calls each library makes of the gate: library, call
+// (refusal.mjs's arguments) and the path it posts to.
+var sdkCalls = []struct{ sdk, call, path string }{
+	{"openai", "chat", "/api/chat/completions"},
+	{"openai", "stream", "/api/chat/completions"},
+	{"openai-ollama", "chat", "/ollama/v1/chat/completions"},
+	{"openai-ollama", "stream", "/ollama/v1/chat/completions"},
+	{"anthropic", "chat", "/api/v1/messages"},
+	{"anthropic", "stream", "/api/v1/messages"},
+	{"ollama", "chat", "/ollama/api/chat"},
+	{"ollama", "stream", "/ollama/api/chat"},
+	{"ollama", "generate", "/ollama/api/generate"},
+	{"ollama", "generate-stream", "/ollama/api/generate"},
+}
+
+// refusalKind is what a refusal must show: its status, its error type and
+// how its message starts.
+type refusalKind struct {
+	status       int
+	typ, message string
+}
+
+var (
+	balanceRefusal = refusalKind{http.StatusPaymentRequired, "insufficient_balance", "Insufficient balance"}
+	limitRefusal   = refusalKind{http.StatusTooManyRequests, "budget_limit_exceeded", "Budget limit reached"}
+)
+
 // sdkRefusalProblems lists what is wrong with what a library showed of a
-// refusal: its status must be 402 and its message exactly the gate's
-// "Insufficient balance" message, and the gate's body must be in the
-// shape of the API called.
-func sdkRefusalProblems(sdk string, out sdkRefusal) []string {
+// refusal: its status must be want's and its message exactly the gate's
+// message, and the gate's body must be in the shape of the API called.
+func sdkRefusalProblems(sdk string, out sdkRefusal, want refusalKind) []string {
 	if out.OK || out.Raw == nil {
 		return []string{fmt.Sprintf("%s: the call was not refused: %+v", sdk, out)}
 	}
@@ -114,14 +129,15 @@ func sdkRefusalProblems(sdk string, out sdkRefusal) []string {
 	// "detail" carries the gate's message in every shape.
 	raw := gjson.Parse(*out.Raw)
 	msg := raw.Get("detail").Str
-	if !strings.HasPrefix(msg, "Insufficient balance") {
+	if !strings.HasPrefix(msg, want.message) {
 		bad("the gate answered %s", *out.Raw)
 	}
 
 	// What the library shows the application.
-	if out.Status != http.StatusPaymentRequired {
-		bad("the library exposes status %d, want 402", out.Status)
+	if out.Status != want.status {
+		bad("the library exposes status %d, want %d", out.Status, want.status)
 	}
+	code := fmt.Sprintf("%d ", want.status)
 	if strings.Contains(out.Message, "[object Object]") || strings.Contains(out.Message, "status code (no body)") {
 		bad("the library lost the message: %q", out.Message)
 	}
@@ -138,25 +154,25 @@ func sdkRefusalProblems(sdk string, out sdkRefusal) []string {
 		}
 	case "anthropic":
 		// APIError: .error is the whole body, .apiMessage its
-		// error.message, .message "402 " and the body.
+		// error.message, .message the status and the body.
 		api := ""
 		if out.APIMessage != nil {
 			api = *out.APIMessage
 		}
-		if api != msg || !strings.HasPrefix(out.Message, "402 ") || !strings.Contains(out.Message, msg) ||
-			gjson.GetBytes(out.Error, "error.type").Str != "insufficient_balance" {
+		if api != msg || !strings.HasPrefix(out.Message, code) || !strings.Contains(out.Message, msg) ||
+			gjson.GetBytes(out.Error, "error.type").Str != want.typ {
 			bad("the Anthropic SDK shows %q, apiMessage %q, error %s; want %q", out.Message, api, out.Error, msg)
 		}
-		if raw.Get("type").Str != "error" || raw.Get("error.type").Str != "insufficient_balance" || raw.Get("error.message").Str != msg {
+		if raw.Get("type").Str != "error" || raw.Get("error.type").Str != want.typ || raw.Get("error.message").Str != msg {
 			bad("the gate's body is not Anthropic's typed error: %s", *out.Raw)
 		}
 	default:
-		// APIError: .error is the body's "error", .message "402 " and its message.
-		if out.Message != "402 "+msg || gjson.GetBytes(out.Error, "message").Str != msg ||
-			gjson.GetBytes(out.Error, "type").Str != "insufficient_balance" {
-			bad("the OpenAI SDK shows %q, error %s; want %q", out.Message, out.Error, "402 "+msg)
+		// APIError: .error is the body's "error", .message the status and its message.
+		if out.Message != code+msg || gjson.GetBytes(out.Error, "message").Str != msg ||
+			gjson.GetBytes(out.Error, "type").Str != want.typ {
+			bad("the OpenAI SDK shows %q, error %s; want %q", out.Message, out.Error, code+msg)
 		}
-		if raw.Get("error.type").Str != "insufficient_balance" || raw.Get("error.message").Str != msg {
+		if raw.Get("error.type").Str != want.typ || raw.Get("error.message").Str != msg {
 			bad("the gate's body is not OpenAI's error object: %s", *out.Raw)
 		}
 	}

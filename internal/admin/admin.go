@@ -41,6 +41,19 @@ type Options struct {
 	// BackupDir is where a restore that replaces data first saves it
 	// (backup-<time>.json); none: such a restore is refused.
 	BackupDir string
+	// Identify names the OpenWebUI user a request's credential belongs
+	// to, as the gate does, for the user's own page (/me, /api/v1/me);
+	// nil: that page is off. Its errors match identity.ErrNoCredential
+	// (401), identity.ErrUnauthenticated (401, counted at Identities),
+	// identity.ErrForbidden (403); any other is OpenWebUI failing to
+	// answer (503).
+	Identify func(r *http.Request) (store.UserInfo, error)
+	// Identities counts credentials OpenWebUI refused on the user's page,
+	// per client; nil: one of the API's own.
+	Identities *identity.Throttle
+	// SyncGroups reads OpenWebUI's groups into the store now and returns
+	// how many there are; nil: this server does not sync groups.
+	SyncGroups func(ctx context.Context) (int, error)
 }
 
 // API serves the admin endpoints.
@@ -71,6 +84,9 @@ func New(l *ledger.Ledger, opts Options) *API {
 	if opts.Throttle == nil {
 		opts.Throttle = identity.NewThrottle(identity.ThrottleConfig{})
 	}
+	if opts.Identities == nil {
+		opts.Identities = identity.NewThrottle(identity.ThrottleConfig{})
+	}
 	a := &API{
 		ledger: l, store: l.Store(), opts: opts,
 		token:   identity.NewSecret(opts.AccessToken),
@@ -79,6 +95,8 @@ func New(l *ledger.Ledger, opts Options) *API {
 	mux := http.NewServeMux()
 	a.routeModels(mux)
 	a.routePages(mux)
+	a.routeMe()
+	a.routeBudgets(mux)
 	mux.HandleFunc("GET /api/v1/users", a.listUsers)
 	mux.HandleFunc("PUT /api/v1/users/{id}/balance", a.setBalance)
 	mux.HandleFunc("POST /api/v1/users/{id}/topup", a.topUp)
@@ -111,6 +129,9 @@ func newValidator() *validator.Validate {
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		a.health(w, r) // for load balancers and health checks: no credentials
+		return
+	}
+	if a.serveMe(w, r) { // a user's own page: their OpenWebUI credential, no admin's
 		return
 	}
 	// Pages, the login form and static files check sessions themselves.

@@ -43,7 +43,7 @@ type ui struct {
 // session, the login form and static files nothing.
 func (a *API) routePages(_ *http.ServeMux) {
 	u := &ui{api: a, mux: http.NewServeMux(), sessions: newSessions(), pages: map[string]*template.Template{}}
-	for _, name := range []string{"login", "overview", "users", "user", "models", "records", "settings"} {
+	for _, name := range []string{"login", "overview", "users", "user", "models", "records", "settings", "budgets"} {
 		u.pages[name] = template.Must(template.New("").Funcs(template.FuncMap{
 			"static":  func(name string) string { return "static/" + name + "?v=" + web.Version(name) },
 			"pathesc": url.PathEscape,
@@ -62,6 +62,7 @@ func (a *API) routePages(_ *http.ServeMux) {
 	m.HandleFunc("GET /models", u.page("models", u.models))
 	m.HandleFunc("GET /records", u.page("records", u.records))
 	m.HandleFunc("GET /settings", u.page("settings", u.settings))
+	m.HandleFunc("GET /budgets", u.page("budgets", u.budgets))
 	a.ui = u
 }
 

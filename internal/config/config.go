@@ -3,14 +3,17 @@
 package config
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+	_ "time/tzdata" // time zone names work where the system has none (the Caddy image)
 
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/pricing"
@@ -49,6 +52,9 @@ type Options struct {
 	HoldOutputTokens   string `json:"hold_output_tokens,omitempty"`
 	StoreOutage        string `json:"store_outage,omitempty"`
 	Journal            string `json:"journal,omitempty"`
+	LogCharges         string `json:"log_charges,omitempty"`
+	Timezone           string `json:"timezone,omitempty"`
+	GroupSync          string `json:"group_sync,omitempty"`
 }
 
 // Option describes one option: its Caddyfile name and environment fallback.
@@ -91,6 +97,9 @@ var Table = []Option{
 	{"hold_output_tokens", "OWMON_HOLD_OUTPUT_TOKENS", "4096", func(o *Options) *string { return &o.HoldOutputTokens }},
 	{"store_outage", "OWMON_STORE_OUTAGE", "fail_open", func(o *Options) *string { return &o.StoreOutage }},
 	{"journal", "OWMON_JOURNAL", "beside the SQLite file, or in Caddy's data directory", func(o *Options) *string { return &o.Journal }},
+	{"log_charges", "OWMON_LOG_CHARGES", "on", func(o *Options) *string { return &o.LogCharges }},
+	{"timezone", "TZ", "UTC", func(o *Options) *string { return &o.Timezone }},
+	{"group_sync", "OWMON_GROUP_SYNC", "5m", func(o *Options) *string { return &o.GroupSync }},
 }
 
 // Set assigns the option called name; it reports false for an unknown name.
@@ -182,6 +191,14 @@ type Settings struct {
 	// BackupDir is where a restore keeps the data it replaces: the SQLite
 	// file's directory, or openwebui-monitor in Caddy's data directory.
 	BackupDir string
+	// LogCharges: one log line per charge (log_charges); off silences
+	// those lines only.
+	LogCharges bool
+	// Location is the time zone of budgets' calendar windows (timezone).
+	Location *time.Location
+	// GroupSync is how often OpenWebUI's groups are read again
+	// (group_sync); 0 when off.
+	GroupSync time.Duration
 }
 
 // Settings validates the options. dataDir holds the SQLite file when no
@@ -201,6 +218,19 @@ func (o Options) Settings(dataDir string) (Settings, error) {
 	}
 	if s.HoldOutputTokens, err = tokenCount("hold_output_tokens", o.HoldOutputTokens, "4096"); err != nil {
 		return s, err
+	}
+	if s.LogCharges, err = onOff("log_charges", o.LogCharges); err != nil {
+		return s, err
+	}
+	if s.Location, err = location(o.Timezone); err != nil {
+		return s, fmt.Errorf("timezone: %q is not a time zone name such as Asia/Shanghai or UTC", o.Timezone)
+	}
+	switch o.GroupSync {
+	case "off":
+	default:
+		if s.GroupSync, err = time.ParseDuration(cmp.Or(o.GroupSync, "5m")); err != nil || s.GroupSync < 10*time.Second {
+			return s, fmt.Errorf("group_sync: %q is neither a duration of at least 10s nor off", o.GroupSync)
+		}
 	}
 	switch o.StoreOutage {
 	case "", "fail_open":
@@ -438,4 +468,18 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q: too large", s)
 	}
 	return n * mult, nil
+}
+
+// location reads a time zone: a name (Asia/Shanghai), or TZ's POSIX forms
+// ":Asia/Shanghai" and ":/etc/localtime" (a zoneinfo file).
+func location(tz string) (*time.Location, error) {
+	tz = strings.TrimPrefix(tz, ":")
+	if strings.HasPrefix(tz, "/") {
+		data, err := os.ReadFile(tz)
+		if err != nil {
+			return nil, err
+		}
+		return time.LoadLocationFromTZData(filepath.Base(tz), data)
+	}
+	return time.LoadLocation(cmp.Or(tz, "UTC"))
 }

@@ -525,16 +525,26 @@ func (c *Call) refuseUnavailable(w http.ResponseWriter, err error) {
 
 // refuseBalance refuses a call the user's balance cannot cover, or a
 // blocked user's, with 402: OpenWebUI shows it in the chat (never 401,
-// which logs OpenWebUI users out).
+// which logs OpenWebUI users out). A budget limit with nothing left
+// refuses with 429, saying which limit, what was used and when it resets
+// (Retry-After too); X-Should-Retry: false keeps the official SDKs from
+// retrying a refusal that lasts until then.
 func (c *Call) refuseBalance(w http.ResponseWriter, res ledger.HoldResult) {
+	if o := res.OverLimit; o != nil {
+		w.Header().Set("Retry-After", o.RetryAfter(time.Now()))
+		w.Header().Set("X-Should-Retry", "false")
+		c.refuseFor(w, http.StatusTooManyRequests, o.Message(), "budget_limit_exceeded", "budget_limit")
+		return
+	}
 	msg := fmt.Sprintf("Insufficient balance: %s left, and this request needs %s.", res.Balance, res.Amount)
 	if res.Amount == 0 {
 		msg = fmt.Sprintf("Insufficient balance: %s left.", res.Balance)
 	}
+	reason := "insufficient_balance"
 	if res.Blocked {
-		msg = "Your account may not use models at the moment; ask an administrator."
+		msg, reason = "Your account may not use models at the moment; ask an administrator.", "blocked"
 	}
-	c.refuse(w, http.StatusPaymentRequired, msg, "insufficient_balance")
+	c.refuseFor(w, http.StatusPaymentRequired, msg, "insufficient_balance", reason)
 }
 
 // refuse answers the request instead of the upstream, in the error shape
@@ -543,6 +553,22 @@ func (c *Call) refuseBalance(w http.ResponseWriter, res ledger.HoldResult) {
 // elsewhere. In front of OpenWebUI the answer also carries "detail", which
 // OpenWebUI's web UI shows in every version.
 func (c *Call) refuse(w http.ResponseWriter, status int, msg, code string) {
+	c.refuseFor(w, status, msg, code, code)
+}
+
+// refuseFor is refuse, counted and logged under reason (the code, or a
+// finer one: a blocked user's 402 says "insufficient_balance"). Every
+// refusal of the gate and the provider meter passes here.
+func (c *Call) refuseFor(w http.ResponseWriter, status int, msg, code, reason string) {
+	c.g.ledger.Metrics().Refused(c.source, reason)
+	attrs := []any{"path", c.source, "route", c.path, "status", status, "reason", reason}
+	if c.user.ID != "" {
+		attrs = append(attrs, "user", c.user.ID)
+	}
+	if c.req.Model != "" {
+		attrs = append(attrs, "model", c.req.Model)
+	}
+	c.g.log.Info("refused", attrs...)
 	var body map[string]any
 	switch {
 	case c.ollamaNative():

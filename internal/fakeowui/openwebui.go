@@ -117,6 +117,7 @@ type BackgroundTask struct {
 //   - the other model-spending routes of routes.go (compact, automations,
 //     channel posts, actions, retrieval, files, knowledge, memories and the
 //     /openai/{path} passthrough);
+//   - the user-group routes of groups.go (/api/v1/groups/...);
 //   - anything else: recorded (see Passthrough) and answered 200
 //     {"ok": true, "method": ..., "path": ...}, no authentication.
 //
@@ -146,6 +147,7 @@ type OpenWebUI struct {
 	running     sync.WaitGroup
 	events      []Event
 	memories    map[string]int // memories added, by user id
+	groups      []*fakeGroup   // user groups, oldest first (groups.go)
 }
 
 type fakeUser struct {
@@ -204,6 +206,7 @@ func NewOpenWebUI(tb testing.TB, p *Provider) *OpenWebUI {
 	mux.HandleFunc("POST /api/v1/tasks/title/completions", o.verified(o.title))
 	mux.HandleFunc("POST /api/tasks/chat/{chat_id...}", o.verified(o.stopPath))
 	o.mountSpendingRoutes(mux)
+	o.mountGroupRoutes(mux)
 	o.mountSocketIO(mux)
 	mux.HandleFunc("/", o.other)
 	o.srv = httptest.NewServer(o.recording(mux))

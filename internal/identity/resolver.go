@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/openwebui-monitor/owmon/internal/metrics"
 )
 
 // ErrUnauthenticated means the token is not a valid credential: OpenWebUI
@@ -43,6 +45,7 @@ type Config struct {
 	Client     *http.Client     // default: a client with a 10s timeout
 	Now        func() time.Time // default time.Now
 	MaxEntries int              // cache bound; default 10000
+	Metrics    *metrics.Metrics // counts lookups by result; nil: none
 }
 
 const (
@@ -57,12 +60,13 @@ const (
 // token and coalescing concurrent lookups of one token. It is safe for
 // concurrent use.
 type Resolver struct {
-	base   string
-	secret string
-	ttl    time.Duration
-	max    int
-	client *http.Client
-	now    func() time.Time
+	base    string
+	secret  string
+	ttl     time.Duration
+	max     int
+	client  *http.Client
+	now     func() time.Time
+	metrics *metrics.Metrics
 
 	mu       sync.RWMutex
 	cache    map[[32]byte]entry
@@ -89,6 +93,7 @@ func NewResolver(cfg Config) *Resolver {
 		ttl:      cfg.TTL,
 		max:      cfg.MaxEntries,
 		now:      cfg.Now,
+		metrics:  cfg.Metrics,
 		cache:    make(map[[32]byte]entry),
 		inflight: make(map[[32]byte]*call),
 	}
@@ -136,6 +141,7 @@ func (r *Resolver) Resolve(ctx context.Context, token string) (User, error) {
 	e, ok := r.cache[key]
 	r.mu.RUnlock()
 	if ok && now.Before(e.expires) {
+		r.metrics.IdentityLookup(metrics.IdentityCacheHit)
 		return e.user, e.err
 	}
 	return r.resolveSlow(ctx, key, token)
@@ -156,6 +162,7 @@ func (r *Resolver) resolveSlow(ctx context.Context, key [32]byte, token string) 
 	// The lookup that just finished may have filled the cache.
 	if e, ok := r.cache[key]; ok && r.now().Before(e.expires) {
 		r.mu.Unlock()
+		r.metrics.IdentityLookup(metrics.IdentityCacheHit)
 		return e.user, e.err
 	}
 	c, ok := r.inflight[key]
@@ -179,6 +186,7 @@ func (r *Resolver) run(ctx context.Context, key [32]byte, token string, c *call)
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
 	e := r.resolve(ctx, token)
+	r.metrics.IdentityLookup(lookupResult(e))
 
 	r.mu.Lock()
 	if !e.expires.IsZero() {
@@ -189,6 +197,23 @@ func (r *Resolver) run(ctx context.Context, key [32]byte, token string, c *call)
 
 	c.user, c.err = e.user, e.err
 	close(c.done)
+}
+
+// lookupResult names what a lookup found, for the metrics (once per
+// lookup: callers waiting for the same one are not counted again).
+func lookupResult(e entry) string {
+	switch {
+	case e.err == nil && e.expires.IsZero():
+		return metrics.IdentityLocalOnly
+	case e.err == nil:
+		return metrics.IdentityOK
+	case errors.Is(e.err, ErrUnauthenticated):
+		return metrics.IdentityUnauthenticated
+	case errors.Is(e.err, ErrForbidden):
+		return metrics.IdentityForbidden
+	default:
+		return metrics.IdentityUnavailable
+	}
 }
 
 // resolve does the uncached work. The answer is trusted until e.expires;

@@ -100,9 +100,14 @@ func (t *Throttle) Check(client string, s Secret, got string) (res Result, retry
 	if !right && (!s.Set() || strings.TrimSpace(got) == "") {
 		return Missing, 0
 	}
-	key := throttleKey(client)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.record(throttleKey(client), right)
+}
+
+// record answers a check of the client key, with t.mu held: throttled
+// (counting nothing), right (counting nothing) or wrong (counted).
+func (t *Throttle) record(key string, right bool) (Result, time.Duration) {
 	now := t.now()
 	e := t.clients[key]
 	if wait := t.wait(e, now); wait > 0 {

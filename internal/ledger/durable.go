@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/openwebui-monitor/owmon/internal/journal"
+	"github.com/openwebui-monitor/owmon/internal/metrics"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
 )
@@ -56,6 +57,9 @@ type Durable struct {
 
 	recoveredCalls atomic.Int64 // calls a crash interrupted, charged from the journal
 	expiredHolds   atomic.Int64 // holds that lapsed with no journal trace
+
+	metrics atomic.Pointer[metrics.Metrics] // the ledgers' metrics: store errors
+	open    *openHolds                      // holds in the store placed here, not yet settled
 }
 
 type knownUser struct {
@@ -71,7 +75,7 @@ func NewDurable(j *journal.Journal, failOpen bool, log *slog.Logger) *Durable {
 		log = slog.Default()
 	}
 	d := &Durable{journal: j, failOpen: failOpen && j != nil, log: log,
-		owed: make(map[string]money.Amount), spare: NewLocalHolds(), wake: make(chan struct{}, 1)}
+		owed: make(map[string]money.Amount), spare: NewLocalHolds(), wake: make(chan struct{}, 1), open: newOpenHolds()}
 	if j != nil {
 		// Deferred charges an earlier process left: owed until written.
 		for _, e := range j.Settlements() {
@@ -173,6 +177,7 @@ func (d *Durable) isDown() bool {
 
 // storeFailed notes that a store write failed.
 func (d *Durable) storeFailed(err error) {
+	d.metrics.Load().StoreError()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.down {
@@ -482,7 +487,9 @@ func (l *Ledger) recoverCalls() {
 		d.recoveredCalls.Add(1)
 		d.log.Warn("charging a call the last run left in flight, for what it had produced", "key", e.Key,
 			"user", a.User.ID, "output_tokens", a.OutputTokens)
-		_, _ = l.deferCharge(context.Background(), a, errors.New("recovered after a crash"))
+		if res, err := l.deferCharge(context.Background(), a, errors.New("recovered after a crash")); err == nil {
+			l.charged(res, 0)
+		}
 	}
 }
 
@@ -501,7 +508,9 @@ func (l *Ledger) holdDuringOutage(ctx context.Context, h Hold) (HoldResult, erro
 		return HoldResult{}, ErrUnavailable
 	}
 	k := v.(knownUser)
-	amount, err := l.holdAmount(ctx, h)
+	// Budget limits are not checked: their usage is in the store. Under
+	// fail_open the operator chose to serve, as with balances last known.
+	amount, _, err := l.holdAmount(ctx, h)
 	if err != nil {
 		return HoldResult{}, ErrUnavailable
 	}
@@ -533,9 +542,12 @@ func (l *Ledger) recoverExpired(ctx context.Context, h store.Record) bool {
 	if err != nil {
 		return false
 	}
-	if _, err := l.chargeStore(ctx, a); err != nil {
+	start := time.Now()
+	res, err := l.chargeStore(ctx, a)
+	if err != nil {
 		return false // expired at zero instead, or tried again next round
 	}
+	l.charged(res, time.Since(start))
 	j.Done(h.Key)
 	l.durable.recoveredCalls.Add(1)
 	l.durable.log.Warn("charged a lapsed hold for what the journal recorded", "key", h.Key, "user", a.User.ID, "output_tokens", a.OutputTokens)

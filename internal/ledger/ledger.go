@@ -9,10 +9,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/openwebui-monitor/owmon/internal/metrics"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/pricing"
 	"github.com/openwebui-monitor/owmon/internal/store"
@@ -41,6 +43,9 @@ type Config struct {
 	// and admits calls while the store is down as its policy says; shared
 	// across config reloads.
 	Durable *Durable
+	// Budgets, when set, are the budget limits holds respect and the
+	// grants ApplyGrants applies; shared across config reloads.
+	Budgets *Budgets
 	// PriceTTL is how long a resolved price is reused before the store is
 	// asked again, which bounds how stale prices changed by another instance
 	// can be. Default 5s.
@@ -51,6 +56,14 @@ type Config struct {
 	// been delivered, and Charge counts it as this many tokens, marked
 	// estimated.
 	MaxTokensPerCall int64
+	// Metrics, when set, counts charges, settlements and store errors
+	// (nil: none).
+	Metrics *metrics.Metrics
+	// Log takes one line per charge, hold expiry and admin change; nil:
+	// discarded. QuietCharges (log_charges off) leaves out the charge
+	// lines only.
+	Log          *slog.Logger
+	QuietCharges bool
 }
 
 // Ledger charges users. It is safe for concurrent use.
@@ -58,6 +71,9 @@ type Ledger struct {
 	store   store.Store
 	cfg     Config
 	durable *Durable // nil: charges the store cannot take are errors
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	open    *openHolds // stored holds this process placed and has not settled
 
 	mu     sync.Mutex
 	prices map[priceKey]cachedPrice
@@ -73,6 +89,7 @@ type LocalHolds struct {
 	held     map[string]money.Amount // per user
 	released map[string]uint64       // per user, holds given back so far
 	open     map[string][]*LocalHold // per user, oldest first: what the provider meter may adopt
+	count    int                     // holds placed and not released
 }
 
 // NewLocalHolds returns an empty table of local holds.
@@ -101,6 +118,7 @@ func (lh *LocalHolds) release(h *LocalHold) {
 		return
 	}
 	h.released = true
+	lh.count--
 	lh.released[h.user]++
 	if rest := lh.held[h.user] - h.amount; rest > 0 {
 		lh.held[h.user] = rest
@@ -156,7 +174,16 @@ func New(st store.Store, cfg Config) *Ledger {
 	if cfg.Claims == nil {
 		cfg.Claims = NewClaims()
 	}
-	return &Ledger{store: st, cfg: cfg, durable: cfg.Durable, prices: make(map[priceKey]cachedPrice)}
+	l := &Ledger{store: st, cfg: cfg, durable: cfg.Durable, prices: make(map[priceKey]cachedPrice),
+		metrics: cfg.Metrics, log: cfg.Log, open: newOpenHolds()}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if d := cfg.Durable; d != nil {
+		d.metrics.Store(cfg.Metrics)
+		l.open = d.open
+	}
+	return l
 }
 
 // Store returns the store the ledger writes to.
@@ -307,6 +334,9 @@ type PreChargeResult struct {
 	Blocked bool
 	Charged money.Amount // zero when nothing was taken
 	Balance money.Amount // after the pre-charge
+	// OverLimit, when set, is a budget limit with nothing left for the
+	// chat's model: the chat is refused, and nothing was taken.
+	OverLimit *OverLimit
 }
 
 // PreChargeInlet takes the model's inlet cost (COST_ON_INLET) from a user
@@ -330,6 +360,12 @@ func (l *Ledger) PreChargeInlet(ctx context.Context, p PreCharge) (PreChargeResu
 	if u.Blocked {
 		return PreChargeResult{Blocked: true, Balance: u.Balance}, nil
 	}
+	if u.Balance > 0 {
+		over, err := l.exhausted(ctx, u.UserInfo, p.Model)
+		if err != nil || over != nil {
+			return PreChargeResult{Balance: u.Balance, OverLimit: over}, err
+		}
+	}
 	amount := l.cfg.InletCosts.For(p.Model)
 	if amount == 0 || u.Balance <= 0 {
 		return PreChargeResult{Balance: u.Balance}, nil
@@ -348,6 +384,7 @@ func (l *Ledger) PreChargeInlet(ctx context.Context, p PreCharge) (PreChargeResu
 	out := PreChargeResult{Blocked: res.Blocked, Balance: res.Balance}
 	if res.Placed {
 		out.Charged = amount
+		l.open.add(res.Record.Key, time.Time{})
 	}
 	return out, nil
 }
@@ -391,6 +428,16 @@ type Answer struct {
 // there and written once it can (the result is Deferred); while deferred
 // charges wait, new ones queue behind them, so they reach the store in order.
 func (l *Ledger) Charge(ctx context.Context, a Answer) (ChargeResult, error) {
+	start := time.Now()
+	res, err := l.charge(ctx, a)
+	if err == nil {
+		l.charged(res, time.Since(start))
+	}
+	return res, err
+}
+
+// charge is Charge without the metrics and the log line.
+func (l *Ledger) charge(ctx context.Context, a Answer) (ChargeResult, error) {
 	if a.Source == SourceProvider && a.MessageID != "" {
 		defer l.cfg.Claims.end(Key(a.ChatID, a.MessageID))
 	}
@@ -437,6 +484,9 @@ func (l *Ledger) chargeStore(ctx context.Context, a Answer) (ChargeResult, error
 		Estimated: a.Estimated, Source: a.Source, Purpose: a.Purpose,
 		ChatID: a.ChatID, MessageID: a.MessageID, Key: a.Key,
 		Status: a.Status, DurationMS: a.Duration.Milliseconds(),
+	}
+	if b := l.cfg.Budgets; b != nil && b.Now != nil {
+		rec.CreatedAt = b.Now() // the clock budget windows read (tests set it)
 	}
 	if rec.Key == "" {
 		rec.Key = Key(a.ChatID, a.MessageID)
@@ -531,6 +581,17 @@ func (l *Ledger) Admit(ctx context.Context, u store.UserInfo) (HoldResult, error
 		res.Balance -= d.owedBy(got.ID)
 	}
 	res.Allowed = !got.Blocked && res.Balance > 0 && res.Balance >= l.cfg.MinHold
+	if res.Allowed {
+		over, err := l.exhausted(ctx, got.UserInfo, "")
+		switch {
+		case err != nil && storeFailure(err) && d != nil && d.admitsDuringOutage():
+			d.storeFailed(err) // limits unread: served as balances are in an outage
+		case err != nil:
+			return HoldResult{}, err
+		case over != nil:
+			res.Allowed, res.OverLimit = false, over
+		}
+	}
 	return res, nil
 }
 
@@ -553,6 +614,7 @@ func (l *Ledger) localTables() []*LocalHolds {
 func (l *Ledger) RekeyHold(ctx context.Context, oldKey, chatID string) (bool, error) {
 	rec, ok, err := l.store.RekeyHold(ctx, oldKey, chatID)
 	if ok {
+		l.open.rekey(oldKey, rec.Key)
 		if j := l.journal(); j != nil {
 			j.Rekey(oldKey, rec.Key)
 		}
@@ -604,17 +666,21 @@ type HoldResult struct {
 	Adopted           bool
 	Key               string
 	ChatID, MessageID string
+	// OverLimit, when set, is the budget limit that refused the call
+	// (Allowed is false): it has nothing left in its window.
+	OverLimit *OverLimit
 }
 
-// holdAmount is what a call reserves: the price of its counted prompt and
+// holdAmount is what a call reserves, and the tokens it counts against
+// token limits until its charge: the price of its counted prompt and
 // of the answer it may produce (its max_tokens, else HoldOutputTokens),
 // or the model's per-message price, plus the larger of the model's inlet
 // cost and the configured minimum. A cost beyond the range of an amount
 // holds the largest amount: no balance covers it.
-func (l *Ledger) holdAmount(ctx context.Context, h Hold) (money.Amount, error) {
+func (l *Ledger) holdAmount(ctx context.Context, h Hold) (money.Amount, int64, error) {
 	price, err := l.Price(ctx, h.Model, h.BaseModelID)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	output := h.MaxOutputTokens
 	if output <= 0 {
@@ -626,11 +692,12 @@ func (l *Ledger) holdAmount(ctx context.Context, h Hold) (money.Amount, error) {
 	if h.NoOutput {
 		output = 0
 	}
+	tokens := store.SatAdd(max(h.PromptTokens, 0), max(output, 0))
 	cost, ok := price.CostChecked(h.PromptTokens, output)
 	if !ok {
-		return money.Max, nil
+		return money.Max, tokens, nil
 	}
-	return cost.Add(max(l.cfg.InletCosts.For(h.Model), l.cfg.MinHold)), nil
+	return cost.Add(max(l.cfg.InletCosts.For(h.Model), l.cfg.MinHold)), tokens, nil
 }
 
 // Hold reserves the estimated cost of a call against the user's balance.
@@ -737,11 +804,20 @@ func (l *Ledger) hold(ctx context.Context, h Hold) (HoldResult, error) {
 	if err := l.EnsureUser(ctx, h.User); err != nil {
 		return HoldResult{}, err
 	}
-	amount, err := l.holdAmount(ctx, h)
+	amount, heldTokens, err := l.holdAmount(ctx, h)
 	if err != nil {
 		return HoldResult{}, err
 	}
-	if l.cfg.LocalHolds != nil && h.Settled {
+	var plan budgetPlan
+	if b := l.cfg.Budgets; b != nil && h.Enforce {
+		if plan, err = b.plan(ctx, l.store, h.User, h.Model); err != nil {
+			return HoldResult{}, err
+		}
+	}
+	// Under budget limits a hold is written to the store even where it
+	// could live in memory: the limits' usage is read in the hold's own
+	// transaction there, exactly, with the holds of every other call in it.
+	if l.cfg.LocalHolds != nil && h.Settled && len(plan.checks) == 0 {
 		if h.ClientKey && h.Enforce {
 			// A hold in memory knows nothing of the key's past.
 			old, err := l.store.RecordByKey(ctx, h.Key)
@@ -762,11 +838,12 @@ func (l *Ledger) hold(ctx context.Context, h Hold) (HoldResult, error) {
 	if !h.Expires.IsZero() {
 		expires = &h.Expires
 	}
-	res, err := l.store.Reserve(ctx, store.Reservation{Rule: rule, Record: store.Record{
-		UserID: h.User.ID, Nickname: h.User.Name, Model: h.Model, Cost: amount,
-		Source: h.Source, Purpose: h.Purpose, ChatID: h.ChatID, MessageID: h.MessageID,
-		Key: h.Key, ExpiresAt: expires,
-	}})
+	res, err := l.store.Reserve(ctx, store.Reservation{Rule: rule, Limits: plan.checks, HeldTokens: heldTokens,
+		Record: store.Record{
+			UserID: h.User.ID, Nickname: h.User.Name, Model: h.Model, Cost: amount,
+			Source: h.Source, Purpose: h.Purpose, ChatID: h.ChatID, MessageID: h.MessageID,
+			Key: h.Key, ExpiresAt: expires, CreatedAt: plan.now,
+		}})
 	if errors.Is(err, store.ErrOutOfRange) && !h.Enforce {
 		// Monitor mode never refuses: a balance at the end of the range
 		// holds nothing, and the call's charge says what it cost.
@@ -780,6 +857,11 @@ func (l *Ledger) hold(ctx context.Context, h Hold) (HoldResult, error) {
 	}
 	if res.Placed {
 		amount = res.Record.Cost // the rest of the balance, when that was less
+		l.open.add(res.Record.Key, h.Expires)
+	}
+	if res.OverLimit > 0 {
+		return HoldResult{Amount: amount, Balance: res.Balance,
+			OverLimit: l.cfg.Budgets.overLimit(plan, res.OverLimit-1, res.Used)}, nil
 	}
 	return HoldResult{
 		// A key the user holds already is a retry of a call that was
@@ -850,6 +932,7 @@ func (lh *LocalHolds) place(u store.User, h Hold, amount money.Amount) HoldResul
 	// runs on less than a full hold.
 	amount = min(amount, available)
 	lh.held[u.ID] += amount
+	lh.count++
 	hold := &LocalHold{owner: lh, user: u.ID, key: h.Key, chatID: h.ChatID, messageID: h.MessageID, amount: amount}
 	if h.Source != SourceProvider {
 		lh.open[u.ID] = append(lh.open[u.ID], hold)
@@ -894,7 +977,8 @@ func (l *Ledger) ExpireHolds(ctx context.Context, now time.Time) (int, error) {
 				done++
 				continue
 			}
-			_, err := l.store.Charge(ctx, store.Record{UserID: h.UserID, Key: h.Key, Status: StatusExpired})
+			start := time.Now()
+			res, err := l.store.Charge(ctx, store.Record{UserID: h.UserID, Key: h.Key, Status: StatusExpired})
 			if errors.Is(err, store.ErrOutOfRange) {
 				// Giving the hold back would take the balance past the
 				// largest amount (an admin set it there): it waits for room.
@@ -908,6 +992,7 @@ func (l *Ledger) ExpireHolds(ctx context.Context, now time.Time) (int, error) {
 				l.durable.expiredHolds.Add(1)
 				l.settled(h.Key)
 			}
+			l.charged(res, time.Since(start))
 			n++
 			done++
 		}

@@ -60,7 +60,7 @@ func TestHoldAmount(t *testing.T) {
 	ctx := context.Background()
 	amount := func(h Hold) money.Amount {
 		t.Helper()
-		a, err := l.holdAmount(ctx, h)
+		a, _, err := l.holdAmount(ctx, h)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"time"
 
+	"github.com/openwebui-monitor/owmon/internal/budget"
 	"github.com/openwebui-monitor/owmon/internal/money"
 )
 
@@ -210,15 +211,43 @@ const (
 type Reservation struct {
 	Record Record // Status is forced to pending; Key should be set
 	Rule   ReserveRule
+	// Limits the hold must respect: it is refused (ReserveResult.OverLimit)
+	// when any of them has nothing left, counting the final records and
+	// the holds in flight in its window, as of Record.CreatedAt.
+	Limits []LimitCheck
+	// HeldTokens is what the hold counts against token limits until its
+	// charge: the prompt and the most output the call may produce.
+	HeldTokens int64
 }
+
+// LimitCheck is one limit as the store counts it (see budget.Limit):
+// the usage of Measure ("cost", "tokens" or "messages") since From, of
+// the reserving user or of a pool, on the models matching Models (every
+// model when empty), must stay below Amount for a hold to be placed.
+type LimitCheck struct {
+	Measure string
+	Amount  int64
+	From    time.Time
+	Pool    Pool
+	Models  []string // patterns: * any text, ? one character
+}
+
+// Pool is whose usage a limit counts: the reserving user's own (Kind
+// ""), or together that of a group's members ("group"), of a role's users
+// ("role") or everyone's ("all").
+type Pool struct{ Kind, ID string }
 
 // ReserveResult says what Reserve did.
 type ReserveResult struct {
-	Placed   bool   // a pending record was written and its cost taken
-	Existing bool   // a record with the key already existed; Record is that record
-	Blocked  bool   // the user is blocked: nothing taken
-	Record   Record // the placed or existing record
-	Balance  money.Amount
+	Placed   bool // a pending record was written and its cost taken
+	Existing bool // a record with the key already existed; Record is that record
+	Blocked  bool // the user is blocked: nothing taken
+	// OverLimit is 1 + the index of the first of Reservation.Limits with
+	// nothing left (nothing taken), Used its usage; 0 when none is.
+	OverLimit int
+	Used      int64
+	Record    Record // the placed or existing record
+	Balance   money.Amount
 }
 
 // ChargeResult says what Charge did.
@@ -457,6 +486,29 @@ type Store interface {
 	// It returns the adopted record and true, or false when none matches.
 	// Concurrent calls, from other processes too, never adopt one hold twice.
 	AdoptHold(ctx context.Context, a Adoption) (Record, bool, error)
+	// LimitUsage sums, for each check, what userID (or the check's pool)
+	// used in its window up to now: final records and holds in flight.
+	LimitUsage(ctx context.Context, userID string, checks []LimitCheck, now time.Time) ([]int64, error)
+	// Limits returns every budget limit; PutLimit inserts one (ID 0) or
+	// replaces one; DeleteLimit removes one (ErrNotFound if none).
+	Limits(ctx context.Context) ([]budget.Limit, error)
+	PutLimit(ctx context.Context, l budget.Limit) (budget.Limit, error)
+	DeleteLimit(ctx context.Context, id int64) error
+	// Grants returns every grant; AddGrant stores one; DeleteGrant removes one.
+	Grants(ctx context.Context) ([]budget.Grant, error)
+	AddGrant(ctx context.Context, g budget.Grant) (budget.Grant, error)
+	DeleteGrant(ctx context.Context, id int64) error
+	// ApplyGrant applies a grant for the window starting at window to the
+	// users of its scope, once across calls and instances (a window not
+	// after the last one applied changes nothing), in one transaction;
+	// each change is recorded with the actor "grant:<id>".
+	ApplyGrant(ctx context.Context, id int64, window time.Time) ([]BalanceChange, error)
+	// Groups returns OpenWebUI's groups as last synced; SetGroups replaces
+	// them; UserGroups lists the ids of one user's groups.
+	Groups(ctx context.Context) ([]budget.Group, error)
+	SetGroups(ctx context.Context, groups []budget.Group) error
+	UserGroups(ctx context.Context, userID string) ([]string, error)
+
 	// RekeyHold gives the pending record with oldKey the chat id chatID and
 	// the key chatID + "/" + its message id, whatever its source. It reports
 	// false, and changes nothing, when no pending record with a message id

@@ -63,6 +63,9 @@ class Filter:
             answer = response.json()
         except Exception as error:  # network, timeout or a non-JSON answer
             raise Exception(self._text("unavailable", error=error)) from error
+        if answer.get("limit") and answer.get("error"):
+            # A budget limit: its message says which, what was used and when it resets.
+            raise Exception(answer["error"])
         if response.status_code != 200 or not answer.get("success"):
             raise Exception(self._text("unavailable", error=answer.get("error", response.status_code)))
         return answer

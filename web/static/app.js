@@ -42,11 +42,14 @@
     var m = /^(?:invalid JSON: )?([A-Za-z_][\w.\[\]]*): (.+)$/.exec(msg || '');
     if (!m) return msg;
     var name = m[1].split(/[.\[\]]/).filter(Boolean).pop();
-    var input = scope && scope.querySelector('[name="' + name + '"]');
+    var input = scope && scope.querySelector('[name="' + name + '"], [data-field="' + name + '"]');
     var label = input && (input.getAttribute('aria-label') ||
       (input.closest('label') && input.closest('label').firstChild.textContent.trim()));
     return (label || name) + ': ' + m[2];
   }
+  // For the pages' own scripts (budgets.js), which run after this one.
+  window.owmon = { api: api, show: show, errorText: errorText, savedText: savedText };
+
 
   // User actions: top up, set balance, block/unblock.
   var actions = document.getElementById('user-actions');

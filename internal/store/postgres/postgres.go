@@ -40,6 +40,7 @@ const maxAttempts = 10
 type Store struct {
 	sqlstore.Store // the shared SQL, on backend{s}
 	pool           *pgxpool.Pool
+	adopted        *Adoption // the old monitor's database Open took over, if any
 }
 
 var _ store.Store = (*Store)(nil)
@@ -47,6 +48,10 @@ var _ store.Store = (*Store)(nil)
 // Open connects to the database at dsn (a postgres:// or postgresql:// URL,
 // or key=value settings) and brings its schema up to date. Instances that
 // start at once take turns migrating under an advisory lock.
+//
+// A schema that holds the old monitor's tables is adopted first, in one
+// transaction (see legacy.go and Adopted); one that holds other tables is
+// refused, untouched.
 //
 // The pool keeps pgxpool's size (max(4, CPUs)) but at least 8 connections,
 // unless the DSN sets pool_max_conns; application_name defaults to "owmon".
@@ -72,11 +77,16 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
+	adopted, err := prepare(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, adopted: adopted}
 	s.Store = sqlstore.Store{D: dialect, B: backend{s}}
 	return s, nil
 }

@@ -116,9 +116,9 @@ func (s *Store) readPgx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 // empty).
 var importSteps = sqlstore.ImportSteps{
 	Lock: []string{`LOCK TABLE users, model_prices, usage_records, balance_changes, usage_daily,
-		usage_breakdown, usage_breakdown_all IN ACCESS EXCLUSIVE MODE`},
+		usage_breakdown, usage_breakdown_all, usage_minute IN ACCESS EXCLUSIVE MODE`},
 	Clear: []string{`TRUNCATE users, model_prices, usage_records, balance_changes, usage_daily, usage_breakdown,
-		usage_breakdown_all`},
+		usage_breakdown_all, usage_minute`},
 	After: []string{setval("usage_records"), setval("balance_changes")},
 }
 

@@ -321,6 +321,13 @@ func (t wtx) QueryRowContext(ctx context.Context, query string, args ...any) *sq
 	return t.Tx.QueryRowContext(ctx, query, args...)
 }
 
+func (t wtx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := t.s.prepared(query); st != nil {
+		return t.Tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return t.Tx.QueryContext(ctx, query, args...)
+}
+
 func (t wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	if st := t.s.prepared(query); st != nil {
 		return t.Tx.StmtContext(ctx, st).ExecContext(ctx, args...)

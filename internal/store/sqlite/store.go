@@ -136,7 +136,7 @@ func (s *Store) AdoptHold(ctx context.Context, a store.Adoption) (store.Record, 
 // importSteps empty the tables children first: the foreign keys are
 // checked at once.
 var importSteps = sqlstore.ImportSteps{Clear: []string{
-	`DELETE FROM usage_daily`, `DELETE FROM usage_breakdown`, `DELETE FROM usage_breakdown_all`,
+	`DELETE FROM usage_daily`, `DELETE FROM usage_breakdown`, `DELETE FROM usage_breakdown_all`, `DELETE FROM usage_minute`,
 	`DELETE FROM balance_changes`, `DELETE FROM usage_records`,
 	`DELETE FROM users`, `DELETE FROM model_prices`,
 }}

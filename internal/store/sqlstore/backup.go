@@ -91,6 +91,9 @@ func Import(ctx context.Context, d Dialect, q Querier, steps ImportSteps, load L
 	if _, err := q.Exec(ctx, rebuildDaily(d)); err != nil {
 		return fmt.Errorf("usage rollups: %w", err)
 	}
+	if _, err := q.Exec(ctx, rebuildMinute(d)); err != nil {
+		return fmt.Errorf("usage rollups by minute: %w", err)
+	}
 	if err := loadBreakdown(ctx, d, load, b.Records); err != nil {
 		return fmt.Errorf("usage breakdown: %w", err)
 	}

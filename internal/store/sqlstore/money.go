@@ -121,13 +121,32 @@ func Reserve(ctx context.Context, d Dialect, q Querier, r store.Reservation) (re
 		return res, err
 	}
 
-	// 3. Write the pending record.
+	// 3. With the user's row held, the limits: one with nothing left
+	// refuses the hold, and the transaction rolls back what step 2 took.
+	if over, used, err := overLimit(ctx, d, q, rec.UserID, r.Limits, rec.CreatedAt); err != nil || over > 0 {
+		if err == nil {
+			err = &OverLimitError{Index: over, Used: used, Balance: money.Amount(bal).Add(rec.Cost)}
+		}
+		return res, err
+	}
+
+	// 4. Write the pending record.
 	rec.BalanceAfter = money.Amount(bal)
-	if err := insertRecord(ctx, d, q, &rec); err != nil {
+	if err := insertHold(ctx, d, q, &rec, r.HeldTokens); err != nil {
 		return res, err
 	}
 	return store.ReserveResult{Placed: true, Record: rec, Balance: money.Amount(bal)}, nil
 }
+
+// OverLimitError ends a Reserve transaction (rolling it back) whose hold
+// a limit refuses: Store.Reserve answers it as ReserveResult.OverLimit.
+type OverLimitError struct {
+	Index   int // 1 + the index of the limit
+	Used    int64
+	Balance money.Amount // the balance, untouched
+}
+
+func (e *OverLimitError) Error() string { return "over a budget limit" }
 
 // PrepareCharge checks a charge and returns its record as Charge takes
 // it: call it once, before the transaction.
@@ -250,16 +269,22 @@ func take(ctx context.Context, d Dialect, q Querier, userID string, delta money.
 // insertRecord inserts r and sets its ID. It returns ErrRace when another
 // transaction holds r.Key.
 func insertRecord(ctx context.Context, d Dialect, q Querier, r *store.Record) error {
+	return insertHold(ctx, d, q, r, 0)
+}
+
+// insertHold inserts a record that counts held tokens against token
+// limits while pending (see store.Reservation.HeldTokens).
+func insertHold(ctx context.Context, d Dialect, q Querier, r *store.Record, heldTokens int64) error {
 	err := q.QueryRow(ctx, `
 		INSERT INTO usage_records (user_id, nickname, model, input_tokens, output_tokens, cached_tokens,
 			reasoning_tokens, cost, balance_after, source, status, estimated, purpose, chat_id, message_id,
-			idem_key, duration_ms, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+			idem_key, duration_ms, created_at, expires_at, held_tokens)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 		ON CONFLICT (idem_key) DO NOTHING
 		RETURNING id`,
 		r.UserID, r.Nickname, r.Model, r.InputTokens, r.OutputTokens, r.CachedTokens, r.ReasoningTokens,
 		int64(r.Cost), int64(r.BalanceAfter), r.Source, r.Status, r.Estimated, r.Purpose, r.ChatID, r.MessageID,
-		nullKey(r.Key), r.DurationMS, d.Time(r.CreatedAt), d.timePtr(r.ExpiresAt)).Scan(&r.ID)
+		nullKey(r.Key), r.DurationMS, d.Time(r.CreatedAt), d.timePtr(r.ExpiresAt), heldTokens).Scan(&r.ID)
 	if noRows(err) {
 		return d.errorf("%w", ErrRace)
 	}

@@ -51,6 +51,7 @@ func WholeDays(from, to time.Time) (a, b time.Time, ok bool) {
 // contribution is what one record adds to its day's rollup rows.
 type contribution struct {
 	day                  time.Time // the UTC midnight
+	minute               time.Time // the UTC minute, for usage_minute
 	user, model          string
 	purpose, source      string
 	calls, cost, in, out int64
@@ -58,8 +59,8 @@ type contribution struct {
 }
 
 func contributionOf(r store.Record) contribution {
-	return contribution{DayOf(r.CreatedAt), r.UserID, r.Model, r.Purpose, r.Source, 1, int64(r.Cost),
-		r.InputTokens, r.OutputTokens, r.CachedTokens, r.ReasoningTokens}
+	return contribution{DayOf(r.CreatedAt), r.CreatedAt.UTC().Truncate(time.Minute), r.UserID, r.Model, r.Purpose,
+		r.Source, 1, int64(r.Cost), r.InputTokens, r.OutputTokens, r.CachedTokens, r.ReasoningTokens}
 }
 
 func (c contribution) neg() contribution {
@@ -97,19 +98,24 @@ func addDaily(ctx context.Context, d Dialect, q Querier, c contribution) error {
 	if err := addModelDay(ctx, d, q, c); err != nil {
 		return err
 	}
-	return addBreakdown(ctx, d, q, c)
+	if err := addBreakdown(ctx, d, q, c); err != nil {
+		return err
+	}
+	return addMinute(ctx, d, q, c)
 }
 
-// upsertAllRollups is addDaily's three upserts in one PostgreSQL statement
+// upsertAllRollups is addDaily's four upserts in one PostgreSQL statement
 // (one round trip for every charge): upsertDaily's $1..$13, then the
-// purpose, source, cached and reasoning tokens as $14..$17. It returns the
+// purpose, source, cached and reasoning tokens as $14..$17, and the minute
+// as $18. It returns the
 // usage_daily rows changed: none means a sum would leave the int64 range,
 // and the caller's transaction, breakdowns included, is undone.
 var upsertAllRollups = `WITH daily AS (` + upsertDaily + ` RETURNING 1),
 	per_user AS (` + upsertBreakdown("usage_breakdown", []string{"user_id", "day", "purpose", "source"},
 	`VALUES ($2, $1, $14, $15, $4, $5, $6, $7, $16, $17)`) + `),
 	summed AS (` + upsertBreakdown("usage_breakdown_all", []string{"day", "shard", "purpose", "source"},
-	`VALUES ($1, `+connectionShard+`, $14, $15, $4, $5, $6, $7, $16, $17)`) + `)
+	`VALUES ($1, `+connectionShard+`, $14, $15, $4, $5, $6, $7, $16, $17)`) + `),
+	minute AS (` + upsertMinuteFrom(`VALUES ($2, $18, $3, $4, $5, $6, $7)`) + `)
 	SELECT COUNT(*) FROM daily`
 
 // addAllRollups adds c to its three rollup rows in one statement.
@@ -119,7 +125,7 @@ func addAllRollups(ctx context.Context, d Dialect, q Querier, c contribution) er
 	outLo, outHi := store.AddRange(c.out)
 	var n int64
 	err := q.QueryRow(ctx, upsertAllRollups, d.Day(c.day), c.user, c.model, c.calls, c.cost, c.in, c.out,
-		costLo, costHi, inLo, inHi, outLo, outHi, c.purpose, c.source, c.cached, c.reasoning).Scan(&n)
+		costLo, costHi, inLo, inHi, outLo, outHi, c.purpose, c.source, c.cached, c.reasoning, d.Time(c.minute)).Scan(&n)
 	if err == nil && n == 0 {
 		err = fmt.Errorf("the day's usage of %s with %s would not fit in an int64: %w", c.user, c.model, store.ErrOutOfRange)
 	}
@@ -153,12 +159,62 @@ func replaceDaily(ctx context.Context, d Dialect, q Querier, old, new contributi
 	}
 	// The breakdowns: the same, on their rows (shards follow the user).
 	if old.day.Equal(new.day) && old.user == new.user && old.purpose == new.purpose && old.source == new.source {
-		return addBreakdown(ctx, d, q, new.minus(old))
+		err = addBreakdown(ctx, d, q, new.minus(old))
+	} else if err = addBreakdown(ctx, d, q, old.neg()); err == nil {
+		err = addBreakdown(ctx, d, q, new)
 	}
-	if err := addBreakdown(ctx, d, q, old.neg()); err != nil {
+	if err != nil {
 		return err
 	}
-	return addBreakdown(ctx, d, q, new)
+	// And the minutes.
+	if old.minute.Equal(new.minute) && old.user == new.user && old.model == new.model {
+		return addMinute(ctx, d, q, new.minus(old))
+	}
+	if err := addMinute(ctx, d, q, old.neg()); err != nil {
+		return err
+	}
+	return addMinute(ctx, d, q, new)
+}
+
+// ---- The minute rollup (migrations/*/00007) ----
+
+// minuteSums are usage_minute's summed columns.
+var minuteSums = []string{"calls", "cost", "input_tokens", "output_tokens"}
+
+// upsertMinuteFrom adds rows (user_id, minute, model, then minuteSums)
+// from a VALUES or SELECT to usage_minute, saturating.
+func upsertMinuteFrom(src string) string {
+	sets := make([]string, len(minuteSums))
+	for i, c := range minuteSums {
+		sets[i] = satAdd("usage_minute", c)
+	}
+	return `INSERT INTO usage_minute (user_id, minute, model, ` + strings.Join(minuteSums, ", ") + `) ` + src + `
+	ON CONFLICT (user_id, minute, model) DO UPDATE SET ` + strings.Join(sets, ", ")
+}
+
+var upsertMinute = upsertMinuteFrom(`VALUES ($1, $2, $3, $4, $5, $6, $7)`)
+
+// addMinute adds c to its usage_minute row (saturating, never refusing).
+func addMinute(ctx context.Context, d Dialect, q Querier, c contribution) error {
+	_, err := q.Exec(ctx, upsertMinute, c.user, d.Time(c.minute), c.model, c.calls, c.cost, c.in, c.out)
+	return err
+}
+
+// minuteOf is SQL for the UTC minute of a time column, as usage_minute
+// stores it.
+func (d Dialect) minuteOf(col string) string {
+	if d.Name == "postgres" {
+		return `date_trunc('minute', ` + col + `)`
+	}
+	return col + ` - (((` + col + ` % 60000) + 60000) % 60000)`
+}
+
+// rebuildMinute recomputes usage_minute from usage_records (after an import).
+func rebuildMinute(d Dialect) string {
+	return upsertMinuteFrom(`SELECT user_id, ` + d.minuteOf("created_at") + `, model,
+		COUNT(*), SUM(cost), SUM(input_tokens), SUM(output_tokens)
+	FROM usage_records WHERE status <> 'pending'
+	GROUP BY 1, 2, 3`)
 }
 
 // rebuildDaily recomputes every rollup row from usage_records.
@@ -289,6 +345,9 @@ func forgetBreakdown(ctx context.Context, d Dialect, q Querier, user string) err
 	sub := upsertBreakdown("usage_breakdown_all", []string{"day", "shard", "purpose", "source"},
 		`SELECT day, $2, purpose, source, `+strings.Join(negs, ", ")+` FROM usage_breakdown WHERE user_id = $1`)
 	if _, err := q.Exec(ctx, sub, user, shardOf(d, user)); err != nil {
+		return err
+	}
+	if _, err := q.Exec(ctx, `DELETE FROM usage_minute WHERE user_id = $1`, user); err != nil {
 		return err
 	}
 	_, err := q.Exec(ctx, `DELETE FROM usage_breakdown WHERE user_id = $1`, user)

@@ -2,8 +2,10 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/openwebui-monitor/owmon/internal/budget"
 	"github.com/openwebui-monitor/owmon/internal/money"
 	"github.com/openwebui-monitor/owmon/internal/store"
 )
@@ -59,6 +61,9 @@ func (s Store) Reserve(ctx context.Context, r store.Reservation) (res store.Rese
 		res, err = Reserve(ctx, s.D, q, r)
 		return err
 	})
+	if over, ok := errors.AsType[*OverLimitError](err); ok {
+		return store.ReserveResult{OverLimit: over.Index, Used: over.Used, Balance: over.Balance}, nil
+	}
 	return res, err
 }
 
@@ -234,4 +239,65 @@ func (s Store) Export(ctx context.Context) (b store.Backup, err error) {
 		return store.Backup{}, err
 	}
 	return b, nil
+}
+
+// LimitUsage sums what each limit check has used in its window.
+func (s Store) LimitUsage(ctx context.Context, userID string, checks []store.LimitCheck, now time.Time) ([]int64, error) {
+	return LimitUsage(ctx, s.D, s.B.Reader(), userID, checks, now)
+}
+
+// Limits returns every budget limit.
+func (s Store) Limits(ctx context.Context) ([]budget.Limit, error) { return Limits(ctx, s.B.Reader()) }
+
+// PutLimit inserts or replaces a limit.
+func (s Store) PutLimit(ctx context.Context, l budget.Limit) (out budget.Limit, err error) {
+	err = s.B.Stmt(ctx, func(ctx context.Context, q Querier) error {
+		out, err = PutLimit(ctx, s.D, q, l)
+		return err
+	})
+	return out, err
+}
+
+// DeleteLimit removes a limit.
+func (s Store) DeleteLimit(ctx context.Context, id int64) error {
+	return s.B.Stmt(ctx, func(ctx context.Context, q Querier) error { return deleteByID(ctx, q, "budget_limits", id) })
+}
+
+// Grants returns every grant.
+func (s Store) Grants(ctx context.Context) ([]budget.Grant, error) { return Grants(ctx, s.B.Reader()) }
+
+// AddGrant stores a grant.
+func (s Store) AddGrant(ctx context.Context, g budget.Grant) (out budget.Grant, err error) {
+	err = s.B.Stmt(ctx, func(ctx context.Context, q Querier) error {
+		out, err = AddGrant(ctx, s.D, q, g)
+		return err
+	})
+	return out, err
+}
+
+// DeleteGrant removes a grant.
+func (s Store) DeleteGrant(ctx context.Context, id int64) error {
+	return s.B.Stmt(ctx, func(ctx context.Context, q Querier) error { return deleteByID(ctx, q, "budget_grants", id) })
+}
+
+// ApplyGrant applies a grant's window once.
+func (s Store) ApplyGrant(ctx context.Context, id int64, window time.Time) (changes []store.BalanceChange, err error) {
+	err = s.B.Tx(ctx, func(ctx context.Context, q Querier) error {
+		changes, err = ApplyGrant(ctx, s.D, q, id, window)
+		return err
+	})
+	return changes, err
+}
+
+// Groups returns the synced groups.
+func (s Store) Groups(ctx context.Context) ([]budget.Group, error) { return Groups(ctx, s.B.Reader()) }
+
+// SetGroups replaces the synced groups.
+func (s Store) SetGroups(ctx context.Context, groups []budget.Group) error {
+	return s.B.Tx(ctx, func(ctx context.Context, q Querier) error { return SetGroups(ctx, s.D, q, groups) })
+}
+
+// UserGroups lists a user's groups.
+func (s Store) UserGroups(ctx context.Context, userID string) ([]string, error) {
+	return UserGroups(ctx, s.B.Reader(), userID)
 }

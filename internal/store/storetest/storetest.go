@@ -83,6 +83,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OverflowRefused", testOverflowRefused},
 		{"AggregatesAtBounds", testAggregatesAtBounds},
 		{"ImportKeep", testImportKeep},
+		{"LimitUsage", testLimitUsage},
+		{"ReserveOverLimit", testReserveOverLimit},
+		{"ReserveLimitConcurrent", testReserveLimitConcurrent},
+		{"GrantsApplyOnce", testGrantsApplyOnce},
+		{"LimitsStored", testLimitsStored},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -2316,6 +2321,7 @@ func testUsageRollups(t *testing.T, s store.Store) {
 				t.Fatalf("step %d (%s): UsageBetween %v..%v:\ngot  %+v\nwant %+v", step, what, rg[0], rg[1], g, w)
 			}
 		}
+		checkLimitUsage(t, s, recs, step, what, day0)
 	}
 	var pending, expired []string // keys
 	keys := 0
