@@ -2,6 +2,7 @@ package fakeowui
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -131,7 +132,9 @@ func TestFanOutOneTaskPerModel(t *testing.T) {
 			dones[e.Payload["message_id"].(string)] = true
 		}
 	}
-	if len(active) != 2 || !active[0] || active[1] || !dones["a1"] || !dones["a2"] {
+	// Each task that ends with no other running says false; two ending
+	// together may both say it (as in OpenWebUI, whose tasks race the same way).
+	if len(active) < 2 || !active[0] || slices.Contains(active[1:], true) || !dones["a1"] || !dones["a2"] {
 		t.Errorf("chat:active %v, done %v", active, dones)
 	}
 
