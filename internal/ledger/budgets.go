@@ -27,6 +27,11 @@ type Budgets struct {
 	limits []budget.Limit
 	groups map[string][]string // user id → group ids
 	at     time.Time           // when read; zero: never, or invalidated
+	// loading: a caller is reading them; the others serve what was read
+	// (unless it was invalidated). gen counts invalidations, so a read
+	// that began before one is not taken as fresh.
+	loading bool
+	gen     uint64
 }
 
 func (b *Budgets) now() time.Time {
@@ -48,26 +53,39 @@ func (b *Budgets) location() *time.Location {
 func (b *Budgets) Invalidate() {
 	b.mu.Lock()
 	b.at = time.Time{}
+	b.gen++
 	b.mu.Unlock()
 }
 
-// current returns the limits and groups, reading them when stale. A
-// failed read keeps serving what was read before, if anything was.
+// current returns the limits and groups, reading them when stale. The
+// read runs outside the lock: while one caller reads, the others go on
+// with what was read before (holds never wait on it), unless it was
+// invalidated or nothing was read yet. A failed read keeps serving what
+// was read before.
 func (b *Budgets) current(ctx context.Context, st store.Store) ([]budget.Limit, map[string][]string, error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	refresh := b.Refresh
 	if refresh <= 0 {
 		refresh = 10 * time.Second
 	}
-	if !b.at.IsZero() && time.Since(b.at) < refresh {
-		return b.limits, b.groups, nil
+	fresh := !b.at.IsZero() && time.Since(b.at) < refresh
+	if fresh || (b.loading && !b.at.IsZero()) {
+		limits, groups := b.limits, b.groups
+		b.mu.Unlock()
+		return limits, groups, nil
 	}
+	b.loading = true
+	gen := b.gen
+	b.mu.Unlock()
+
 	limits, err := st.Limits(ctx)
 	var groups []budget.Group
 	if err == nil {
 		groups, err = st.Groups(ctx)
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.loading = false
 	if err != nil {
 		if b.groups != nil {
 			return b.limits, b.groups, nil
@@ -80,7 +98,10 @@ func (b *Budgets) current(ctx context.Context, st store.Store) ([]budget.Limit, 
 			members[u] = append(members[u], g.ID)
 		}
 	}
-	b.limits, b.groups, b.at = limits, members, time.Now()
+	b.limits, b.groups = limits, members
+	if gen == b.gen {
+		b.at = time.Now()
+	}
 	return limits, members, nil
 }
 

@@ -47,8 +47,28 @@
       (input.closest('label') && input.closest('label').firstChild.textContent.trim()));
     return (label || name) + ': ' + m[2];
   }
+  // submit waits for a form's call: the page reloads when it succeeded,
+  // else the form shows the error.
+  function submit(form, call) {
+    var out = form.querySelector('[data-result]');
+    var button = form.querySelector('button[type=submit]');
+    button.disabled = true;
+    call.then(function (res) {
+      button.disabled = false;
+      if (res.ok) {
+        show(out, true, savedText);
+        window.location.reload();
+      } else {
+        show(out, false, errorText(res, form));
+      }
+    }, function (err) {
+      button.disabled = false;
+      show(out, false, String(err));
+    });
+  }
+
   // For the pages' own scripts (budgets.js), which run after this one.
-  window.owmon = { api: api, show: show, errorText: errorText, savedText: savedText };
+  window.owmon = { api: api, show: show, errorText: errorText, submit: submit };
 
 
   // User actions: top up, set balance, block/unblock.
@@ -68,21 +88,7 @@
         } else {
           call = api('PATCH', 'api/v1/users/' + id, { deleted: f.deleted.value === 'true' });
         }
-        var out = form.querySelector('[data-result]');
-        var button = form.querySelector('button[type=submit]');
-        button.disabled = true;
-        call.then(function (res) {
-          button.disabled = false;
-          if (res.ok) {
-            show(out, true, savedText);
-            window.location.reload();
-          } else {
-            show(out, false, errorText(res, form));
-          }
-        }, function (err) {
-          button.disabled = false;
-          show(out, false, String(err));
-        });
+        submit(form, call);
       });
     });
   }

@@ -8,25 +8,7 @@
   // The API call, messages and field-labelled errors of app.js, which
   // runs first (both are deferred, app.js earlier in the page).
   var api = window.owmon.api, show = window.owmon.show, errorText = window.owmon.errorText;
-  var savedText = window.owmon.savedText;
-
-  function submit(form, call) {
-    var out = form.querySelector('[data-result]');
-    var button = form.querySelector('button[type=submit]');
-    button.disabled = true;
-    call.then(function (res) {
-      button.disabled = false;
-      if (res.ok) {
-        show(out, true, savedText);
-        window.location.reload();
-      } else {
-        show(out, false, errorText(res, form));
-      }
-    }, function (err) {
-      button.disabled = false;
-      show(out, false, String(err));
-    });
-  }
+  var submit = window.owmon.submit;
 
   // The scope chooser: a user id, a synced group, a role, or everyone.
   function toggle(form, attr, value) {
