@@ -111,15 +111,17 @@ func TestBudgetRefusalsThroughOfficialSDKs(t *testing.T) {
 // BenchmarkEdgeBudgets is BenchmarkEdge's completions against an upstream
 // answering in 50–150 ms, from 16 users, with budget limits that apply to
 // every call and never refuse one: each user's own daily cost limit, their
-// group's shared token pool, a rolling message limit for everyone and a
-// weekly limit on a model pattern; and, to compare, the same without
-// limits. On SQLite and on PostgreSQL:
+// group's monthly token limit, a rolling message limit for everyone and a
+// weekly limit on a model pattern ("limits"); the same with the group's
+// limit a pool all 16 users share ("pool", which serialises their holds:
+// see BenchmarkHolds in internal/store); and, to compare, no limits
+// ("none"). On SQLite and on PostgreSQL:
 //
 //	go test -run '^$' -bench BenchmarkEdgeBudgets -benchtime 1x ./caddymodule
 func BenchmarkEdgeBudgets(b *testing.B) {
 	for _, kind := range []string{"sqlite", "postgres"} {
-		for _, limits := range []bool{false, true} {
-			b.Run(fmt.Sprintf("%s/limits=%v", kind, limits), func(b *testing.B) {
+		for _, limits := range []string{"none", "limits", "pool"} {
+			b.Run(kind+"/"+limits, func(b *testing.B) {
 				database := "sqlite://" + filepath.Join(b.TempDir(), "bench.db")
 				if kind == "postgres" {
 					database = testpg.DSN(b)
@@ -133,7 +135,7 @@ func BenchmarkEdgeBudgets(b *testing.B) {
 					users = append(users, id)
 					jwts = append(jwts, fakeowui.SignJWT("bench-secret", map[string]any{"id": id, "exp": time.Now().Add(time.Hour).Unix()}))
 				}
-				if limits {
+				if limits != "none" {
 					if err := st.SetGroups(ctx, []budget.Group{{ID: "staff", Name: "Staff", Members: users}}); err != nil {
 						b.Fatal(err)
 					}
@@ -142,7 +144,7 @@ func BenchmarkEdgeBudgets(b *testing.B) {
 						specs = append(specs, limitSpec(b, "user:"+u, "cost", "day", int64(money.Units(1_000_000_000)), false))
 					}
 					specs = append(specs,
-						limitSpec(b, "group:staff", "tokens", "month", 1<<50, true),
+						limitSpec(b, "group:staff", "tokens", "month", 1<<50, limits == "pool"),
 						limitSpec(b, "all", "messages", "5h", 1<<40, false),
 						limitSpec(b, "all", "cost", "week", int64(money.Units(1_000_000_000)), false, "gpt-4*"))
 					for _, l := range specs {

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bufio"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -29,8 +30,16 @@ func benchUpstream(b *testing.B) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/api/v1/auths/":
+			// The session user of the token, as OpenWebUI's
+			// get_session_user answers (the gate checked the signature).
+			id := "bench"
+			if parts := strings.Split(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), "."); len(parts) == 3 {
+				if claims, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {
+					id = gjson.GetBytes(claims, "id").String()
+				}
+			}
 			w.Header().Set("Content-Type", "application/json")
-			io.WriteString(w, `{"id":"bench","email":"bench@example.com","name":"Bench","role":"user","token_type":"Bearer"}`)
+			fmt.Fprintf(w, `{"id":%q,"email":"%s@example.com","name":"Bench","role":"user","token_type":"Bearer"}`, id, id)
 		case "/api/chat/completions", "/v1/chat/completions":
 			body, _ := io.ReadAll(r.Body)
 			if !gjson.GetBytes(body, "stream").Bool() {

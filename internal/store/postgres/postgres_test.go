@@ -15,7 +15,7 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testpg.Run(m)) }
 
-func open(t *testing.T, dsn string) *postgres.Store {
+func open(t testing.TB, dsn string) *postgres.Store {
 	t.Helper()
 	return storetest.Open(t, func(ctx context.Context) (*postgres.Store, error) { return postgres.Open(ctx, dsn) })
 }
@@ -67,4 +67,13 @@ func TestConcurrentOpen(t *testing.T) {
 func TestAdoptTwoInstances(t *testing.T) {
 	dsn := testpg.DSN(t)
 	storetest.RaceAdoption(t, open(t, dsn), open(t, dsn))
+}
+
+func TestLimitsAddNoStatement(t *testing.T) {
+	storetest.StatementsPerHold(t, open(t, testpg.DSN(t)).Store)
+}
+
+// BenchmarkHolds: go test -run '^$' -bench BenchmarkHolds ./internal/store/postgres
+func BenchmarkHolds(b *testing.B) {
+	storetest.BenchHolds(b, open(b, testpg.DSN(b)).Store)
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/openwebui-monitor/owmon/internal/store/storetest"
 )
 
-func open(t *testing.T, path string) *sqlite.Store {
+func open(t testing.TB, path string) *sqlite.Store {
 	t.Helper()
 	return storetest.Open(t, func(ctx context.Context) (*sqlite.Store, error) { return sqlite.Open(ctx, path) })
 }
@@ -70,4 +70,13 @@ func TestReopen(t *testing.T) {
 func TestAdoptTwoInstances(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "monitor.db")
 	storetest.RaceAdoption(t, open(t, path), open(t, path))
+}
+
+func TestLimitsAddNoStatement(t *testing.T) {
+	storetest.StatementsPerHold(t, open(t, filepath.Join(t.TempDir(), "monitor.db")).Store)
+}
+
+// BenchmarkHolds: go test -run '^$' -bench BenchmarkHolds ./internal/store/sqlite
+func BenchmarkHolds(b *testing.B) {
+	storetest.BenchHolds(b, open(b, filepath.Join(b.TempDir(), "monitor.db")).Store)
 }

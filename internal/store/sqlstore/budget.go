@@ -53,26 +53,29 @@ func usageWhere(d Dialect, w *Where, userID string, c store.LimitCheck) {
 	}
 }
 
-// LimitUsageQuery is one statement summing, for each check, what was used
-// in its window up to now, from the rollups kept in the same transaction
-// as each charge: whole UTC days from usage_daily, the partial days at the
-// window's edges from usage_minute, and the holds in flight (pending
-// records, which no rollup counts). A window starts at a whole minute: a
-// rolling one at the start of the minute now - its duration falls in, so
-// usage leaves it at the end of that minute, never early. Its rows are
-// (check index, Sum…).
-func LimitUsageQuery(d Dialect, userID string, checks []store.LimitCheck, now time.Time) (string, []any) {
-	var parts []string
-	var args []any
+// usagePart is one SELECT of a check's usage: the sum of expr over the
+// rows FROM … WHERE tail selects.
+type usagePart struct{ expr, tail string }
+
+// usageParts is, for each check, the parts whose sums add up to what it
+// used in its window up to now, from the rollups kept in the same
+// transaction as each charge: whole UTC days from usage_daily, the
+// partial days at the window's edges from usage_minute, and the holds in
+// flight (pending records, which no rollup counts). A window starts at a
+// whole minute: a rolling one at the start of the minute now - its
+// duration falls in, so usage leaves it at the end of that minute, never
+// early. Their parameters are added to w.
+func usageParts(d Dialect, w *Where, userID string, checks []store.LimitCheck, now time.Time) [][]usagePart {
 	today := DayOf(now)
-	part := func(idx, measure, table string, c store.LimitCheck, cond func(w *Where)) {
-		w := Where{Args: args}
-		usageWhere(d, &w, userID, c)
-		cond(&w)
-		parts = append(parts, `SELECT `+idx+`, `+d.Sum(measure)+` FROM `+table+w.String())
-		args = w.Args
-	}
+	all := make([][]usagePart, len(checks))
 	for i, c := range checks {
+		part := func(expr, table string, cond func(pw *Where)) {
+			pw := Where{Args: w.Args}
+			usageWhere(d, &pw, userID, c)
+			cond(&pw)
+			all[i] = append(all[i], usagePart{expr, ` FROM ` + table + pw.String()})
+			w.Args = pw.Args
+		}
 		from := c.From.UTC().Truncate(time.Minute)
 		a := DayCeil(from)
 		measure, held := `cost`, `cost`
@@ -82,23 +85,64 @@ func LimitUsageQuery(d Dialect, userID string, checks []store.LimitCheck, now ti
 		case string(budget.Messages):
 			measure, held = `calls`, `1`
 		}
-		idx := strconv.Itoa(i)
 		if a.Before(today) {
-			part(idx, measure, "usage_daily", c, func(w *Where) {
-				w.Add(`day >= ` + w.Arg(d.Day(a)) + ` AND day < ` + w.Arg(d.Day(today)))
+			part(measure, "usage_daily", func(pw *Where) {
+				pw.Add(`day >= ` + pw.Arg(d.Day(a)) + ` AND day < ` + pw.Arg(d.Day(today)))
 			})
-			part(idx, measure, "usage_minute", c, func(w *Where) {
-				w.Add(`((minute >= ` + w.Arg(d.Time(from)) + ` AND minute < ` + w.Arg(d.Time(a)) +
-					`) OR minute >= ` + w.Arg(d.Time(today)) + `)`)
+			part(measure, "usage_minute", func(pw *Where) {
+				pw.Add(`((minute >= ` + pw.Arg(d.Time(from)) + ` AND minute < ` + pw.Arg(d.Time(a)) +
+					`) OR minute >= ` + pw.Arg(d.Time(today)) + `)`)
 			})
 		} else {
-			part(idx, measure, "usage_minute", c, func(w *Where) { w.Add(`minute >= ` + w.Arg(d.Time(from))) })
+			part(measure, "usage_minute", func(pw *Where) { pw.Add(`minute >= ` + pw.Arg(d.Time(from))) })
 		}
-		part(idx, held, "usage_records", c, func(w *Where) {
-			w.Add(`status = 'pending' AND created_at >= ` + w.Arg(d.Time(from)))
+		part(held, "usage_records", func(pw *Where) {
+			pw.Add(`status = 'pending' AND created_at >= ` + pw.Arg(d.Time(from)))
 		})
 	}
-	return strings.Join(parts, "\nUNION ALL\n"), args
+	return all
+}
+
+// LimitUsageQuery is one statement summing what each check used (see
+// usageParts). Its rows are (check index, Sum…).
+func LimitUsageQuery(d Dialect, userID string, checks []store.LimitCheck, now time.Time) (string, []any) {
+	var w Where
+	var selects []string
+	for i, parts := range usageParts(d, &w, userID, checks, now) {
+		for _, p := range parts {
+			selects = append(selects, `SELECT `+strconv.Itoa(i)+`, `+d.Sum(p.expr)+p.tail)
+		}
+	}
+	return strings.Join(selects, "\nUNION ALL\n"), w.Args
+}
+
+// limitRoom is SQL true when every check has room left: what it used is
+// below its amount. Reserve makes it the condition of the hold's INSERT,
+// so that checking limits costs no statement of its own. The sums are
+// compared in SQL: in PostgreSQL as NUMERIC; in SQLite from the halves of
+// Sum, whose arithmetic turns to REAL rather than fail beyond an int64
+// (only far above any amount).
+func limitRoom(d Dialect, w *Where, userID string, checks []store.LimitCheck, now time.Time) string {
+	if len(checks) == 0 {
+		return `TRUE`
+	}
+	conds := make([]string, len(checks))
+	for i, parts := range usageParts(d, w, userID, checks, now) {
+		selects := make([]string, len(parts))
+		for j, p := range parts {
+			if d.SplitSums {
+				selects[j] = `SELECT COALESCE(SUM((` + p.expr + `) >> 32), 0) AS hi, COALESCE(SUM((` + p.expr + `) & 4294967295), 0) AS lo` + p.tail
+			} else {
+				selects[j] = `SELECT COALESCE(SUM(` + p.expr + `), 0) AS s` + p.tail
+			}
+		}
+		total := `SUM(s)`
+		if d.SplitSums {
+			total = `SUM(hi) * 4294967296 + SUM(lo)`
+		}
+		conds[i] = `(SELECT ` + total + ` FROM (` + strings.Join(selects, ` UNION ALL `) + `) u) < ` + w.Arg(checks[i].Amount)
+	}
+	return strings.Join(conds, ` AND `)
 }
 
 // LimitUsage runs LimitUsageQuery: what each check has used.
@@ -126,8 +170,26 @@ func LimitUsage(ctx context.Context, d Dialect, q Querier, userID string, checks
 
 // lockPools serialises the holds of a shared limit's members, so that
 // each sees the others' holds: in PostgreSQL with a transaction-level
-// advisory lock per pool (in a stable order); SQLite runs one writer.
+// advisory lock per pool, taken in a stable order and before the user's
+// row (Reserve takes them in its UPDATE of the row, lockPoolsSQL); SQLite
+// runs one writer.
 func lockPools(ctx context.Context, d Dialect, q Querier, checks []store.LimitCheck) error {
+	keys := poolKeys(d, checks)
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := q.Exec(ctx, lockPoolsSQL("$1"), keys)
+	return err
+}
+
+// lockPoolsSQL locks the pools whose keys are the parameter, in their order.
+func lockPoolsSQL(param string) string {
+	return `SELECT COUNT(pg_advisory_xact_lock(hashtextextended(k, 0))) AS n FROM unnest(CAST(` + param + ` AS TEXT[])) k`
+}
+
+// poolKeys is the sorted advisory lock keys of the checks' pools, none
+// in SQLite.
+func poolKeys(d Dialect, checks []store.LimitCheck) []string {
 	if !d.ArrayParams {
 		return nil
 	}
@@ -137,23 +199,13 @@ func lockPools(ctx context.Context, d Dialect, q Querier, checks []store.LimitCh
 			keys = append(keys, "owmon-pool:"+c.Pool.Kind+":"+c.Pool.ID)
 		}
 	}
-	if len(keys) == 0 {
-		return nil
-	}
 	slices.Sort(keys)
-	_, err := q.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(CAST($1 AS TEXT[])) k`, keys)
-	return err
+	return keys
 }
 
-// overLimit reports the first check with nothing left, after locking its
-// pools; the caller holds the user's row.
+// overLimit reports the first check with nothing left; the caller holds
+// the user's row and the pools' locks.
 func overLimit(ctx context.Context, d Dialect, q Querier, userID string, checks []store.LimitCheck, now time.Time) (int, int64, error) {
-	if len(checks) == 0 {
-		return 0, 0, nil
-	}
-	if err := lockPools(ctx, d, q, checks); err != nil {
-		return 0, 0, err
-	}
 	used, err := LimitUsage(ctx, d, q, userID, checks, now)
 	if err != nil {
 		return 0, 0, err

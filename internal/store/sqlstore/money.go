@@ -85,12 +85,25 @@ func Reserve(ctx context.Context, d Dialect, q Querier, r store.Reservation) (re
 	// the balance stays within an int64. ReserveCoveredOrRest takes what
 	// is left of a balance below the cost; a balance changed by another
 	// charge in between is read again (a few times: then it is refused).
+	// The pools of the shared limits are locked in the same statement,
+	// before the row (see lockPools).
 	var bal int64
 	lo, hi := store.SubRange(int64(rec.Cost))
 	full := `UPDATE users SET balance = balance - $2, updated_at = $3
 		WHERE id = $1 AND NOT deleted AND (` + cond + `) AND balance BETWEEN $4 AND $5 RETURNING balance`
-	err = q.QueryRow(ctx, full, rec.UserID, int64(rec.Cost), d.Time(d.Now()), lo, hi).Scan(&bal)
+	fullArgs := func() []any { return []any{rec.UserID, int64(rec.Cost), d.Time(d.Now()), lo, hi} }
+	if keys := poolKeys(d, r.Limits); len(keys) > 0 {
+		full = `WITH pools AS (` + lockPoolsSQL(`$6`) + `) UPDATE users SET balance = balance - $2, updated_at = $3
+		FROM pools WHERE id = $1 AND NOT deleted AND (` + cond + `) AND balance BETWEEN $4 AND $5 RETURNING balance`
+		fullArgs = func() []any { return []any{rec.UserID, int64(rec.Cost), d.Time(d.Now()), lo, hi, keys} }
+	}
+	err = q.QueryRow(ctx, full, fullArgs()...).Scan(&bal)
 	for attempt := 0; noRows(err); attempt++ {
+		if attempt == 0 { // the pools may not be locked yet; they go first
+			if err := lockPools(ctx, d, q, r.Limits); err != nil {
+				return res, err
+			}
+		}
 		var cur int64
 		err = q.QueryRow(ctx, `SELECT deleted, balance FROM users WHERE id = $1`, rec.UserID).
 			Scan(&res.Blocked, &cur)
@@ -105,7 +118,7 @@ func Reserve(ctx context.Context, d Dialect, q Querier, r store.Reservation) (re
 			return res, err
 		}
 		if cur >= int64(rec.Cost) { // another call gave money back: the cost is covered now
-			err = q.QueryRow(ctx, full, rec.UserID, int64(rec.Cost), d.Time(d.Now()), lo, hi).Scan(&bal)
+			err = q.QueryRow(ctx, full, fullArgs()...).Scan(&bal)
 			continue
 		}
 		// Not covered, but something is left: take all of it, unless
@@ -121,18 +134,23 @@ func Reserve(ctx context.Context, d Dialect, q Querier, r store.Reservation) (re
 		return res, err
 	}
 
-	// 3. With the user's row held, the limits: one with nothing left
-	// refuses the hold, and the transaction rolls back what step 2 took.
-	if over, used, err := overLimit(ctx, d, q, rec.UserID, r.Limits, rec.CreatedAt); err != nil || over > 0 {
-		if err == nil {
-			err = &OverLimitError{Index: over, Used: used, Balance: money.Amount(bal).Add(rec.Cost)}
-		}
-		return res, err
-	}
-
-	// 4. Write the pending record.
+	// 3. With the user's row held and the pools locked, write the pending
+	// record if every limit has room left: checked in the INSERT itself,
+	// whose snapshot is taken after the locks, so it sees every hold that
+	// went before. A limit with nothing left refuses the hold, and the
+	// transaction rolls back what step 2 took.
 	rec.BalanceAfter = money.Amount(bal)
-	if err := insertHold(ctx, d, q, &rec, r.HeldTokens); err != nil {
+	err = insertHold(ctx, d, q, &rec, r.HeldTokens, r.Limits)
+	if errors.Is(err, ErrRace) && len(r.Limits) > 0 {
+		// No row: the key was taken, or a limit has no room; which one?
+		if over, used, oerr := overLimit(ctx, d, q, rec.UserID, r.Limits, rec.CreatedAt); oerr != nil || over > 0 {
+			if oerr == nil {
+				oerr = &OverLimitError{Index: over, Used: used, Balance: money.Amount(bal).Add(rec.Cost)}
+			}
+			return res, oerr
+		}
+	}
+	if err != nil {
 		return res, err
 	}
 	return store.ReserveResult{Placed: true, Record: rec, Balance: money.Amount(bal)}, nil
@@ -269,22 +287,26 @@ func take(ctx context.Context, d Dialect, q Querier, userID string, delta money.
 // insertRecord inserts r and sets its ID. It returns ErrRace when another
 // transaction holds r.Key.
 func insertRecord(ctx context.Context, d Dialect, q Querier, r *store.Record) error {
-	return insertHold(ctx, d, q, r, 0)
+	return insertHold(ctx, d, q, r, 0, nil)
 }
 
 // insertHold inserts a record that counts held tokens against token
-// limits while pending (see store.Reservation.HeldTokens).
-func insertHold(ctx context.Context, d Dialect, q Querier, r *store.Record, heldTokens int64) error {
+// limits while pending (see store.Reservation.HeldTokens), when every
+// check has room left (limitRoom). It returns ErrRace when no row was
+// inserted: another transaction holds r.Key, or a check has no room.
+func insertHold(ctx context.Context, d Dialect, q Querier, r *store.Record, heldTokens int64, checks []store.LimitCheck) error {
+	w := Where{Args: []any{r.UserID, r.Nickname, r.Model, r.InputTokens, r.OutputTokens, r.CachedTokens, r.ReasoningTokens,
+		int64(r.Cost), int64(r.BalanceAfter), r.Source, r.Status, r.Estimated, r.Purpose, r.ChatID, r.MessageID,
+		nullKey(r.Key), r.DurationMS, d.Time(r.CreatedAt), d.timePtr(r.ExpiresAt), heldTokens}}
+	room := limitRoom(d, &w, r.UserID, checks, r.CreatedAt)
 	err := q.QueryRow(ctx, `
 		INSERT INTO usage_records (user_id, nickname, model, input_tokens, output_tokens, cached_tokens,
 			reasoning_tokens, cost, balance_after, source, status, estimated, purpose, chat_id, message_id,
 			idem_key, duration_ms, created_at, expires_at, held_tokens)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20
+		WHERE `+room+`
 		ON CONFLICT (idem_key) DO NOTHING
-		RETURNING id`,
-		r.UserID, r.Nickname, r.Model, r.InputTokens, r.OutputTokens, r.CachedTokens, r.ReasoningTokens,
-		int64(r.Cost), int64(r.BalanceAfter), r.Source, r.Status, r.Estimated, r.Purpose, r.ChatID, r.MessageID,
-		nullKey(r.Key), r.DurationMS, d.Time(r.CreatedAt), d.timePtr(r.ExpiresAt), heldTokens).Scan(&r.ID)
+		RETURNING id`, w.Args...).Scan(&r.ID)
 	if noRows(err) {
 		return d.errorf("%w", ErrRace)
 	}

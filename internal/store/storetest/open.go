@@ -9,7 +9,7 @@ import (
 
 // Open opens a store with open, failing the test on an error, and closes
 // it when the test ends.
-func Open[S store.Store](t *testing.T, open func(ctx context.Context) (S, error)) S {
+func Open[S store.Store](t testing.TB, open func(ctx context.Context) (S, error)) S {
 	t.Helper()
 	s, err := open(t.Context())
 	if err != nil {
