@@ -61,22 +61,34 @@ func PrepareReserve(d Dialect, r store.Reservation) (store.Reservation, error) {
 
 // Reserve writes the pending record of a reservation (from PrepareReserve)
 // and takes its cost when the rule allows and the user is not blocked. A
-// record with the key makes it do nothing and return that record.
-func Reserve(ctx context.Context, d Dialect, q Querier, r store.Reservation) (res store.ReserveResult, err error) {
+// record with the key makes it do nothing and return that record: most
+// holds are new, so the key is looked up first only when lookup is set
+// (an earlier try found it taken) or the hold is refused; a hold whose
+// insert finds the key taken returns ErrRace, rolling back what it took,
+// for the caller to try again with lookup.
+func Reserve(ctx context.Context, d Dialect, q Querier, r store.Reservation, lookup bool) (res store.ReserveResult, err error) {
 	cond, err := ruleCond(d, r.Rule)
 	if err != nil {
 		return res, err
 	}
 	rec := r.Record
-	// 1. A record with the key already exists: nothing to do.
-	if rec.Key != "" {
-		old, err := scanRecord(q.QueryRow(ctx, `SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1`, rec.Key))
-		if err == nil {
-			res.Existing, res.Record = true, old
-			res.Balance, err = balanceOf(ctx, q, old.UserID)
-			return res, err
+	existing := func() (bool, error) {
+		if rec.Key == "" {
+			return false, nil
 		}
-		if !errors.Is(err, store.ErrNotFound) {
+		old, err := scanRecord(q.QueryRow(ctx, `SELECT `+recordCols+` FROM usage_records WHERE idem_key = $1`, rec.Key))
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		} else if err != nil {
+			return false, err
+		}
+		res.Existing, res.Record = true, old
+		res.Balance, err = balanceOf(ctx, q, old.UserID)
+		return true, err
+	}
+	// 1. A record with the key already exists: nothing to do.
+	if lookup {
+		if found, err := existing(); found || err != nil {
 			return res, err
 		}
 	}
@@ -99,7 +111,12 @@ func Reserve(ctx context.Context, d Dialect, q Querier, r store.Reservation) (re
 	}
 	err = q.QueryRow(ctx, full, fullArgs()...).Scan(&bal)
 	for attempt := 0; noRows(err); attempt++ {
-		if attempt == 0 { // the pools may not be locked yet; they go first
+		if attempt == 0 {
+			// Not taken: a record with the key answers first; the
+			// pools may not be locked yet, and they go first.
+			if found, err := existing(); found || err != nil {
+				return res, err
+			}
 			if err := lockPools(ctx, d, q, r.Limits); err != nil {
 				return res, err
 			}
@@ -143,6 +160,12 @@ func Reserve(ctx context.Context, d Dialect, q Querier, r store.Reservation) (re
 	err = insertHold(ctx, d, q, &rec, r.HeldTokens, r.Limits)
 	if errors.Is(err, ErrRace) && len(r.Limits) > 0 {
 		// No row: the key was taken, or a limit has no room; which one?
+		if taken, err := existing(); taken || err != nil {
+			if err == nil {
+				err = d.errorf("%w", ErrRace)
+			}
+			return store.ReserveResult{}, err
+		}
 		if over, used, oerr := overLimit(ctx, d, q, rec.UserID, r.Limits, rec.CreatedAt); oerr != nil || over > 0 {
 			if oerr == nil {
 				oerr = &OverLimitError{Index: over, Used: used, Balance: money.Amount(bal).Add(rec.Cost)}

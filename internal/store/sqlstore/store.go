@@ -57,10 +57,22 @@ func (s Store) Reserve(ctx context.Context, r store.Reservation) (res store.Rese
 	if r, err = PrepareReserve(s.D, r); err != nil {
 		return res, err
 	}
-	err = s.B.Tx(ctx, func(ctx context.Context, q Querier) error {
-		res, err = Reserve(ctx, s.D, q, r)
-		return err
-	})
+	// A try whose insert found the key taken rolls back, and the next one
+	// looks the key up (a backend that retries lost races tries again at
+	// once; for one that does not, this does).
+	lookup := false
+	for try := 0; try < 2; try++ {
+		err = s.B.Tx(ctx, func(ctx context.Context, q Querier) error {
+			res, err = Reserve(ctx, s.D, q, r, lookup)
+			if errors.Is(err, ErrRace) {
+				lookup = true
+			}
+			return err
+		})
+		if !errors.Is(err, ErrRace) {
+			break
+		}
+	}
 	if over, ok := errors.AsType[*OverLimitError](err); ok {
 		return store.ReserveResult{OverLimit: over.Index, Used: over.Used, Balance: over.Balance}, nil
 	}

@@ -584,6 +584,48 @@ func testReserveExisting(t *testing.T, s store.Store) {
 		t.Fatalf("second reserve %+v", again)
 	}
 	sameRecord(t, "existing record", again.Record, first.Record)
+	// …also when the hold would now be refused: for its balance, or
+	// for a limit with no room left (the first hold used it).
+	refused := reserve(t, s, "u1", "r1", units(50), store.ReserveIfCovered)
+	if !refused.Existing || refused.Placed || refused.Balance != units(8) {
+		t.Fatalf("reserve of an existing key over the balance %+v", refused)
+	}
+	over, err := s.Reserve(t.Context(), store.Reservation{Rule: store.ReserveIfCovered,
+		Limits: []store.LimitCheck{{Measure: "messages", Amount: 1, From: time.Now().Add(-time.Hour)}},
+		Record: store.Record{UserID: "u1", Key: "r1", Cost: units(1)}})
+	if err != nil || !over.Existing || over.Placed || over.OverLimit != 0 || over.Balance != units(8) {
+		t.Fatalf("reserve of an existing key over a limit %+v, %v", over, err)
+	}
+	// Many holds with one new key at once: one is placed, the others
+	// return it, and the balance is taken once.
+	var wg sync.WaitGroup
+	results := make([]store.ReserveResult, 16)
+	errs := make([]error, 16)
+	for i := range results {
+		wg.Go(func() {
+			results[i], errs[i] = s.Reserve(t.Context(), store.Reservation{Rule: store.ReserveIfCovered,
+				Record: store.Record{UserID: "u1", Key: "same", Cost: units(1)}})
+		})
+	}
+	wg.Wait()
+	placed := 0
+	for i, r := range results {
+		switch {
+		case errs[i] != nil:
+			t.Fatalf("concurrent reserve %d: %v", i, errs[i])
+		case r.Placed:
+			placed++
+		case !r.Existing || r.Record.Key != "same":
+			t.Fatalf("concurrent reserve %d: %+v", i, r)
+		}
+	}
+	if placed != 1 {
+		t.Fatalf("%d of 16 holds with one key placed", placed)
+	}
+	wantBalance(t, s, "u1", units(7))
+	if _, err := s.ReleaseHold(t.Context(), "same"); err != nil {
+		t.Fatal(err)
+	}
 
 	// A final record with the key also makes Reserve do nothing.
 	if _, err := s.Charge(t.Context(), store.Record{UserID: "u1", Key: "c1", Cost: units(1)}); err != nil {
