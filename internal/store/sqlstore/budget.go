@@ -25,12 +25,16 @@ func (d Dialect) globPattern(p string) string {
 	return p // SQLite: GLOB, case-sensitive; budget.Limit.Validate refuses [ and ]
 }
 
-// glob is SQL matching col against a translated pattern.
+// glob is SQL matching col against a translated pattern. In SQLite the
+// pattern is an expression rather than a bare parameter: a bare one lets
+// the planner use an index for a prefix pattern, and so makes SQLite
+// prepare the statement again for every new pattern bound (see
+// sqlite3_prepare_v2), which cost a hold more than its limits.
 func (d Dialect) glob(col, p string) string {
 	if d.ArrayParams {
 		return col + ` LIKE ` + p + ` ESCAPE '\'`
 	}
-	return col + ` GLOB ` + p
+	return col + ` GLOB (` + p + ` || '')`
 }
 
 // usageWhere adds the members and models of a check to w.
