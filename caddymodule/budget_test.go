@@ -115,7 +115,8 @@ func TestBudgetRefusalsThroughOfficialSDKs(t *testing.T) {
 // weekly limit on a model pattern ("limits"); the same with the group's
 // limit a pool all 16 users share ("pool", which serialises their holds:
 // see BenchmarkHolds in internal/store); and, to compare, no limits
-// ("none"). On SQLite and on PostgreSQL:
+// ("none"). On SQLite and on PostgreSQL, where it also reports the
+// database server's CPU per call:
 //
 //	go test -run '^$' -bench BenchmarkEdgeBudgets -benchtime 1x ./caddymodule
 func BenchmarkEdgeBudgets(b *testing.B) {
@@ -154,10 +155,15 @@ func BenchmarkEdgeBudgets(b *testing.B) {
 					}
 				}
 				bodies := completionBodies(4000)
+				db0 := postgresCPU()
 				p, m := compare(b, 4, 64, 1000, func(site string, i int) error {
 					return send(http.MethodPost, site+"/api/chat/completions", jwts[i%len(jwts)], bodies[i%len(bodies)], "X-Bench-Latency", "50ms-150ms")
 				}, metered, plain)
 				report(b, p, m)
+				if kind == "postgres" {
+					// PostgreSQL's own CPU per metered call (4,000 and 128 to warm up).
+					b.ReportMetric(float64((postgresCPU()-db0).Microseconds())/4128, "db-cpu-µs/call")
+				}
 			})
 		}
 	}
