@@ -6,3 +6,6 @@ func SetAdoptFault(f func() error) (undo func()) {
 	adoptFault = f
 	return func() { adoptFault = nil }
 }
+
+// Dialect is the store's SQL dialect, for tests that read its plans.
+var Dialect = dialect
