@@ -11,13 +11,11 @@ package admin
 // alone: no parameter names a user.
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -163,49 +161,23 @@ func (a *API) me(ctx context.Context, info store.UserInfo) (*meData, error) {
 	return d, nil
 }
 
-// userUsage sums one user's final records in [from, to) by UTC day (every
-// day of the range, those without usage too) and by model. It reads the
-// records (on the index by user and time): a month of one user's.
+// userUsage is one user's final usage in [from, to) by UTC day (every
+// day of the range, those without usage too) and by model, from the daily
+// rollup (and the records of today so far).
 func (a *API) userUsage(ctx context.Context, userID string, from, to time.Time) (store.Usage, error) {
-	byDay := map[time.Time]*store.UsageTotals{}
-	byModel := map[string]*store.UsageTotals{}
-	var total store.UsageTotals
-	err := a.store.EachRecord(ctx, store.RecordQuery{Users: []string{userID}, From: from, To: to}, func(rec store.Record) error {
-		if rec.Status == store.StatusPending || rec.UserID != userID {
-			return nil // a hold is not usage yet
-		}
-		t := store.UsageTotals{Cost: rec.Cost, Calls: 1, InputTokens: rec.InputTokens, OutputTokens: rec.OutputTokens}
-		total.Add(t)
-		c := rec.CreatedAt.UTC()
-		day := time.Date(c.Year(), c.Month(), c.Day(), 0, 0, 0, 0, time.UTC)
-		if byDay[day] == nil {
-			byDay[day] = &store.UsageTotals{}
-		}
-		byDay[day].Add(t)
-		if byModel[rec.Model] == nil {
-			byModel[rec.Model] = &store.UsageTotals{}
-		}
-		byModel[rec.Model].Add(t)
-		return nil
-	})
+	got, err := a.store.UserUsageBetween(ctx, userID, from, to)
 	if err != nil {
 		return store.Usage{}, err
 	}
-	u := store.Usage{Total: total, ByDay: []store.DayUsage{}, ByModel: []store.ModelUsage{}}
+	u := store.Usage{Total: got.Total, ByDay: []store.DayUsage{}, ByModel: got.ByModel, Models: got.Models}
+	days := got.ByDay
 	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
 		x := store.DayUsage{Day: d}
-		if t := byDay[d]; t != nil {
-			x.UsageTotals = *t
+		if len(days) > 0 && days[0].Day.Equal(d) {
+			x, days = days[0], days[1:]
 		}
 		u.ByDay = append(u.ByDay, x)
 	}
-	for m, t := range byModel {
-		u.ByModel = append(u.ByModel, store.ModelUsage{Model: m, UsageTotals: *t})
-	}
-	slices.SortFunc(u.ByModel, func(x, y store.ModelUsage) int {
-		return cmp.Or(cmp.Compare(y.Cost, x.Cost), cmp.Compare(y.Calls, x.Calls), strings.Compare(x.Model, y.Model))
-	})
-	u.Models = int64(len(u.ByModel))
 	return u, nil
 }
 

@@ -563,8 +563,9 @@ type Store interface {
 	// (zero times: unbounded).
 	UsageBetween(ctx context.Context, from, to time.Time) (Usage, error)
 	// UserUsageBetween summarises one user's final records created in
-	// [from, to) (zero times: unbounded): Total, ByPurpose, BySource and
-	// the token kinds; the other groups are empty.
+	// [from, to) (zero times: unbounded): Total, ByDay (the days with
+	// usage), ByModel, ByPurpose, BySource and the token kinds; ByUser is
+	// empty.
 	UserUsageBetween(ctx context.Context, userID string, from, to time.Time) (Usage, error)
 	// ListModelPrices returns every price row, by id.
 	ListModelPrices(ctx context.Context) ([]ModelPrice, error)

@@ -416,6 +416,129 @@ func loadBreakdown(ctx context.Context, d Dialect, load Load, records []store.Re
 	return nil
 }
 
+// splitRange splits [from, to) (zero times: unbounded) for reading the
+// usage of one user (all users: "") from a daily rollup and the records:
+// roll selects the rollup's whole UTC days (wholeDays false: there are
+// none), edges the final records of the partial days at the edges (no
+// conditions: there are none).
+func splitRange(d Dialect, user string, from, to time.Time) (roll, edges Where, wholeDays bool) {
+	if user != "" {
+		roll.Add("user_id = " + roll.Arg(user))
+		edges.Add("user_id = " + edges.Arg(user))
+	}
+	dayCast := ""
+	if d.Name == "postgres" { // day is a DATE
+		dayCast = "::date"
+	}
+	a, b, wholeDays := WholeDays(from, to)
+	if wholeDays {
+		if !from.IsZero() {
+			roll.Add("day >= " + roll.Arg(d.Day(a)) + dayCast)
+		}
+		if !to.IsZero() {
+			roll.Add("day < " + roll.Arg(d.Day(b)) + dayCast)
+		}
+		if !edges.Edges(d, "created_at", from, a, b, to) {
+			return roll, Where{}, true
+		}
+	} else {
+		edges.Between(d, "created_at", from, to)
+	}
+	edges.Add("status <> 'pending'")
+	return roll, edges, wholeDays
+}
+
+// ReadUserDays sets u's ByDay (the UTC days with usage, in order) and
+// ByModel (most cost first) from one user's final records created in
+// [from, to) (zero times: unbounded), in q's snapshot: whole UTC days from
+// usage_daily (by usage_daily_user_day_idx), the partial days at the edges
+// from the records.
+func ReadUserDays(ctx context.Context, d Dialect, q Querier, user string, from, to time.Time, u *store.Usage) error {
+	type key struct {
+		day   time.Time
+		model string
+	}
+	groups := map[key]*store.UsageTotals{}
+	read := func(query string, args []any, scan func(Rows) (key, store.UsageTotals, error)) error {
+		rows, err := q.Query(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			k, t, err := scan(rows)
+			if err != nil {
+				return err
+			}
+			if groups[k] == nil {
+				groups[k] = &store.UsageTotals{}
+			}
+			groups[k].Add(t)
+		}
+		return rows.Err()
+	}
+	roll, edges, wholeDays := splitRange(d, user, from, to)
+	if wholeDays {
+		sums := d.Sum("calls") + ", " + d.Sum("cost") + ", " + d.Sum("input_tokens") + ", " + d.Sum("output_tokens")
+		err := read(`SELECT day, model, `+sums+` FROM usage_daily`+roll.String()+` GROUP BY day, model`, roll.Args,
+			func(row Rows) (key, store.UsageTotals, error) {
+				var k key
+				var s [4]Sum
+				dest := []any{(*Time)(&k.day), &k.model}
+				for i := range s {
+					dest = append(dest, d.Dest(&s[i])...)
+				}
+				err := row.Scan(dest...)
+				return k, store.UsageTotals{Calls: s[0].Value(), Cost: money.Amount(s[1].Value()),
+					InputTokens: s[2].Value(), OutputTokens: s[3].Value()}, err
+			})
+		if err != nil {
+			return err
+		}
+	}
+	if len(edges.Conds) > 0 {
+		err := read(`SELECT created_at, model, cost, input_tokens, output_tokens FROM usage_records`+edges.String(), edges.Args,
+			func(row Rows) (key, store.UsageTotals, error) {
+				var created time.Time
+				var k key
+				t := store.UsageTotals{Calls: 1}
+				err := row.Scan((*Time)(&created), &k.model, (*int64)(&t.Cost), &t.InputTokens, &t.OutputTokens)
+				k.day = DayOf(created)
+				return k, t, err
+			})
+		if err != nil {
+			return err
+		}
+	}
+	days, models := map[time.Time]*store.UsageTotals{}, map[string]*store.UsageTotals{}
+	for k, t := range groups {
+		if t.Calls == 0 { // rows emptied by replacements and deletions
+			continue
+		}
+		if days[k.day] == nil {
+			days[k.day] = &store.UsageTotals{}
+		}
+		days[k.day].Add(*t)
+		if models[k.model] == nil {
+			models[k.model] = &store.UsageTotals{}
+		}
+		models[k.model].Add(*t)
+	}
+	u.ByDay, u.ByModel = []store.DayUsage{}, []store.ModelUsage{}
+	for day, t := range days {
+		u.ByDay = append(u.ByDay, store.DayUsage{Day: day, UsageTotals: *t})
+	}
+	slices.SortFunc(u.ByDay, func(a, b store.DayUsage) int { return a.Day.Compare(b.Day) })
+	for m, t := range models {
+		u.ByModel = append(u.ByModel, store.ModelUsage{Model: m, UsageTotals: *t})
+	}
+	slices.SortFunc(u.ByModel, func(a, b store.ModelUsage) int {
+		return cmp.Or(cmp.Compare(b.Cost, a.Cost), cmp.Compare(b.Calls, a.Calls), strings.Compare(a.Model, b.Model))
+	})
+	u.Models = int64(len(u.ByModel))
+	return nil
+}
+
 // ReadBreakdown sets u's ByPurpose, BySource, CachedTokens and
 // ReasoningTokens from the final records created in [from, to) (zero
 // times: unbounded), of one user when user is not "", in q's snapshot:
@@ -461,36 +584,17 @@ func ReadBreakdown(ctx context.Context, d Dialect, q Querier, user string, from,
 		}
 		return rows.Err()
 	}
-	var roll, edges Where
 	table := "usage_breakdown_all"
 	if user != "" {
 		table = "usage_breakdown"
-		roll.Add("user_id = " + roll.Arg(user))
-		edges.Add("user_id = " + edges.Arg(user))
 	}
-	dayCast := ""
-	if d.Name == "postgres" { // day is a DATE
-		dayCast = "::date"
-	}
-	a, b, wholeDays := WholeDays(from, to)
+	roll, edges, wholeDays := splitRange(d, user, from, to)
 	if wholeDays {
-		if !from.IsZero() {
-			roll.Add("day >= " + roll.Arg(d.Day(a)) + dayCast)
-		}
-		if !to.IsZero() {
-			roll.Add("day < " + roll.Arg(d.Day(b)) + dayCast)
-		}
 		if err := scan(d.Sum("calls"), table, roll); err != nil {
 			return store.UsageTotals{}, err
 		}
-		if !edges.Edges(d, "created_at", from, a, b, to) {
-			edges.Conds = nil
-		}
-	} else {
-		edges.Between(d, "created_at", from, to)
 	}
 	if len(edges.Conds) > 0 {
-		edges.Add("status <> 'pending'")
 		// COUNT(*) as a Sum: both halves for SplitSums.
 		count := "COUNT(*)"
 		if d.SplitSums {
@@ -539,13 +643,16 @@ func ReadBreakdown(ctx context.Context, d Dialect, q Querier, user string, from,
 }
 
 // UserUsageBetween summarises one user's final records in [from, to) from
-// the breakdown rollups (and the records of partial days).
+// the breakdown and daily rollups (and the records of partial days), in
+// one snapshot.
 func (s Store) UserUsageBetween(ctx context.Context, userID string, from, to time.Time) (store.Usage, error) {
 	u := store.Usage{ByModel: []store.ModelUsage{}, ByUser: []store.UserUsage{}, ByDay: []store.DayUsage{}}
 	err := s.B.Snapshot(ctx, func(q Querier) error {
 		var err error
-		u.Total, err = ReadBreakdown(ctx, s.D, q, userID, from, to, &u)
-		return err
+		if u.Total, err = ReadBreakdown(ctx, s.D, q, userID, from, to, &u); err != nil {
+			return err
+		}
+		return ReadUserDays(ctx, s.D, q, userID, from, to, &u)
 	})
 	if err != nil {
 		return store.Usage{}, err

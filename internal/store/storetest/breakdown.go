@@ -59,6 +59,41 @@ func bruteBreakdown(recs []store.Record, user string, from, to time.Time) (store
 	return u, total
 }
 
+// bruteDays sums one user's final records in [from, to) by UTC day (the
+// days with usage, in order) and by model (most cost first).
+func bruteDays(recs []store.Record, user string, from, to time.Time) ([]store.DayUsage, []store.ModelUsage) {
+	days, models := map[time.Time]*store.UsageTotals{}, map[string]*store.UsageTotals{}
+	for _, r := range recs {
+		if r.Status == store.StatusPending || r.UserID != user ||
+			(!from.IsZero() && r.CreatedAt.Before(from)) || (!to.IsZero() && !r.CreatedAt.Before(to)) {
+			continue
+		}
+		t := store.UsageTotals{Cost: r.Cost, Calls: 1, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens}
+		c := r.CreatedAt.UTC()
+		day := time.Date(c.Year(), c.Month(), c.Day(), 0, 0, 0, 0, time.UTC)
+		if days[day] == nil {
+			days[day] = &store.UsageTotals{}
+		}
+		days[day].Add(t)
+		if models[r.Model] == nil {
+			models[r.Model] = &store.UsageTotals{}
+		}
+		models[r.Model].Add(t)
+	}
+	byDay, byModel := []store.DayUsage{}, []store.ModelUsage{}
+	for d, t := range days {
+		byDay = append(byDay, store.DayUsage{Day: d, UsageTotals: *t})
+	}
+	slices.SortFunc(byDay, func(a, b store.DayUsage) int { return a.Day.Compare(b.Day) })
+	for m, t := range models {
+		byModel = append(byModel, store.ModelUsage{Model: m, UsageTotals: *t})
+	}
+	slices.SortFunc(byModel, func(a, b store.ModelUsage) int {
+		return cmp.Or(cmp.Compare(b.Cost, a.Cost), cmp.Compare(b.Calls, a.Calls), strings.Compare(a.Model, b.Model))
+	})
+	return byDay, byModel
+}
+
 // breakdownOf is the breakdown fields of a Usage, empty lists as nil.
 func breakdownOf(u store.Usage) store.Usage {
 	b := store.Usage{ByPurpose: u.ByPurpose, BySource: u.BySource, CachedTokens: u.CachedTokens,
@@ -126,6 +161,11 @@ func testUsageBreakdown(t *testing.T, s store.Store) {
 				if g, w := breakdownOf(got), breakdownOf(want); !reflect.DeepEqual(g, w) || got.Total != total {
 					t.Fatalf("step %d (%s): UserUsageBetween %s %v..%v:\ngot  %+v %+v\nwant %+v %+v", step, what, id,
 						rg[0], rg[1], g, got.Total, w, total)
+				}
+				days, models := bruteDays(recs, id, rg[0], rg[1])
+				if !reflect.DeepEqual(got.ByDay, days) || !reflect.DeepEqual(got.ByModel, models) || got.Models != int64(len(models)) {
+					t.Fatalf("step %d (%s): UserUsageBetween %s %v..%v by day and model:\ngot  %+v\n     %+v\nwant %+v\n     %+v",
+						step, what, id, rg[0], rg[1], got.ByDay, got.ByModel, days, models)
 				}
 			}
 		}
