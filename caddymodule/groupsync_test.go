@@ -1,9 +1,9 @@
 package caddymodule
 
 // Group budget limits with OpenWebUI's groups synced (issue 17): owmon
-// reads the groups at start and on demand (the admin API's POST
-// /api/v1/groups/sync), and a group:<id> limit applies to the members of
-// the last sync.
+// reads the groups at start, every group_sync and on demand (the admin
+// API's POST /api/v1/groups/sync), and a group:<id> limit applies to the
+// members of the last sync.
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tidwall/gjson"
 
@@ -24,7 +25,7 @@ import (
 // startGroupEdge is startEdge (with balance to spare) with an OpenWebUI admin whose key is
 // openwebui_api_key (so groups are synced) and the dashboard's admin API
 // behind access_token; the group "staff" exists before owmon starts.
-func startGroupEdge(t *testing.T, accessToken string) (e *edgeEnv, staff string) {
+func startGroupEdge(t *testing.T, accessToken string, options ...string) (e *edgeEnv, staff string) {
 	t.Helper()
 	e = &edgeEnv{provider: fakeowui.NewProvider(t), database: sqliteDB(t)}
 	e.owui = fakeowui.NewOpenWebUI(t, e.provider)
@@ -47,6 +48,7 @@ func startGroupEdge(t *testing.T, accessToken string) (e *edgeEnv, staff string)
 		access_token %s
 		init_balance 100000
 		hold_output_tokens 16
+		%s
 	}
 }
 
@@ -54,7 +56,7 @@ func startGroupEdge(t *testing.T, accessToken string) (e *edgeEnv, staff string)
 	openwebui_monitor
 	reverse_proxy %s
 }
-`, e.database, e.owui.URL(), adminKey, e.owui.Secret(), testAPIKey, accessToken, port, e.owui.URL()))
+`, e.database, e.owui.URL(), adminKey, e.owui.Secret(), testAPIKey, accessToken, strings.Join(options, "\n\t\t"), port, e.owui.URL()))
 	e.url = fmt.Sprintf("http://127.0.0.1:%d", port)
 	e.st = activeStore(t)
 	if _, err := e.st.PutModelPrice(context.Background(), store.ModelPrice{ID: "gpt-4o", Input: money.Units(1_000_000), Output: money.Units(2_000_000), PerMessage: -1}); err != nil {
@@ -142,5 +144,43 @@ func TestGroupLimitAppliesAfterSync(t *testing.T) {
 	sync()
 	if status, body := send("bob", bobKey); status != 200 {
 		t.Fatalf("bob's call after leaving: %d %s", status, body)
+	}
+}
+
+// TestGroupSyncOnSchedule: with group_sync at its shortest (10s), a user
+// who joins a group in OpenWebUI after owmon started is under its limit
+// after the next scheduled sync, with no sync asked for.
+func TestGroupSyncOnSchedule(t *testing.T) {
+	e, staff := startGroupEdge(t, "group-admin-token", "group_sync 10s")
+	ctx := context.Background()
+	waitCond(t, "the sync at start", func() bool {
+		gs, err := e.st.Groups(ctx)
+		return err == nil && len(gs) == 1 && gs[0].ID == staff
+	})
+	day, _ := budget.ParseWindow("day")
+	if _, err := e.st.PutLimit(ctx, budget.Limit{Scope: budget.Scope{Kind: "group", ID: staff},
+		Measure: budget.Messages, Amount: 1, Window: day}); err != nil {
+		t.Fatal(err)
+	}
+	joined := time.Now()
+	if !e.owui.AddToGroup(staff, "alice") {
+		t.Fatal("no group")
+	}
+	for {
+		if g, _ := e.st.UserGroups(ctx, "alice"); slices.Equal(g, []string{staff}) {
+			break
+		}
+		if time.Since(joined) > 25*time.Second {
+			t.Fatal("alice's joining was not synced within 25s of group_sync 10s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	chat := `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`
+	for i, want := range []int{http.StatusOK, http.StatusTooManyRequests} {
+		status, body := e.call(t, "/api/chat/completions", chat, "Authorization", "Bearer "+e.key)
+		waitSettled(t, e.st, "alice")
+		if status != want {
+			t.Fatalf("alice's call %d after the scheduled sync: %d %s, want %d", i+1, status, body, want)
+		}
 	}
 }
